@@ -1,0 +1,288 @@
+"""Reading and writing images and masks: NIfTI (``.nii``, ``.nii.gz``), PNG and H5.
+
+Arrays are returned in torch order: a NIfTI ``(x, y, z)`` array is transposed to ``(z, y, x)``
+(its spacing likewise), a PNG is ``(H, W)``, an H5 dataset is taken as stored (the SSL4MIS/BCP
+files are already in the order the networks see). :func:`write_like` inverts the transpose, so
+a written mask has the reference's affine and axis order and opens aligned in ITK-SNAP.
+
+Every failure is a :class:`~uncol.errors.DataError` whose one-line message names the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from uncol.errors import DataError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+PNG_SUFFIXES = (".png",)
+H5_SUFFIXES = (".h5", ".hdf5")
+SUFFIXES = NIFTI_SUFFIXES + PNG_SUFFIXES + H5_SUFFIXES
+
+
+@dataclass
+class Volume:
+    """One image or mask.
+
+    ``array``: ``(*S)`` in torch order (``(D, H, W)`` or ``(H, W)``); float32 for images, the
+    smallest fitting integer type for labels. ``spacing``: mm per voxel, same order. ``affine``:
+    the NIfTI 4x4 voxel-to-world matrix of the *file's* ``(x, y, z)`` index order, or None.
+    ``header``: the NIfTI header (kept so written masks carry the same qform/sform codes).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, ...]
+    affine: Optional[np.ndarray]
+    path: Path
+    header: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+
+def split_suffix(path: str | Path) -> tuple[str, str]:
+    """``"a/x.nii.gz"`` -> ``("x", ".nii.gz")``; the suffix is lower-case, ``""`` if unknown."""
+    name = Path(path).name
+    for suf in SUFFIXES:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)], suf
+    return Path(name).stem, ""
+
+
+def _fmt(path: Path) -> str:
+    suffix = split_suffix(path)[1]
+    if not suffix:
+        raise DataError(
+            f"{path}: unsupported file type; use NIfTI (.nii, .nii.gz), PNG (.png) or H5 (.h5 with 'image'/'label')"
+        )
+    return {".nii.gz": "nifti", ".nii": "nifti", ".png": "png", ".h5": "h5", ".hdf5": "h5"}[suffix]
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:160]
+
+
+def _read_nifti(path: Path, label: bool) -> tuple[np.ndarray, tuple[float, ...], np.ndarray, Any]:
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    data = np.asanyarray(img.dataobj)
+    if not label:
+        data = data.astype(np.float32, copy=False)
+    zooms = tuple(float(z) for z in img.header.get_zooms())
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim not in (2, 3):
+        raise DataError(
+            f"{path}: image is {data.ndim}D with shape {tuple(data.shape)}; uncol takes one channel, "
+            "so pass a 2D/3D file (split multi-channel or time series files into one file per channel)"
+        )
+    spacing = tuple(reversed(zooms[: data.ndim]))
+    return np.ascontiguousarray(data.transpose()), spacing, np.asarray(img.affine, dtype=np.float64), img.header
+
+
+def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, tuple[float, ...]]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if label:
+            data = np.array(im.convert("L") if im.mode in ("RGB", "RGBA", "LA") else im)
+        else:
+            data = np.array(im.convert("L") if im.mode not in ("L", "I", "I;16", "F") else im)
+    if data.ndim != 2:
+        raise DataError(f"{path}: PNG has shape {data.shape}; expected a gray or RGB image")
+    return data, (float(png_spacing),) * 2
+
+
+def _read_h5(path: Path, key: str) -> tuple[np.ndarray, Optional[tuple[float, ...]]]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            raise DataError(f"{path}: H5 file has no {key!r} dataset (found {sorted(f.keys())}); store it under {key!r}")
+        ds = f[key]
+        data = np.asarray(ds[()])
+        sp = ds.attrs.get("spacing", f.attrs.get("spacing"))
+    spacing = tuple(float(s) for s in np.atleast_1d(sp)) if sp is not None else None
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim not in (2, 3):
+        raise DataError(f"{path}: {key!r} is {data.ndim}D with shape {data.shape}; uncol takes one 2D/3D channel")
+    if spacing is not None and len(spacing) != data.ndim:
+        raise DataError(f"{path}: spacing attribute {spacing} does not match the {data.ndim}D {key!r} array")
+    return data, spacing
+
+
+def _read(path: str | Path, label: bool, png_spacing: float) -> Volume:
+    path = Path(path)
+    fmt = _fmt(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check the path (and dataset.json if it lists it)")
+    affine, header = None, None
+    try:
+        if fmt == "nifti":
+            data, spacing, affine, header = _read_nifti(path, label)
+        elif fmt == "png":
+            data, spacing = _read_png(path, label, png_spacing)
+        else:
+            data, sp = _read_h5(path, "label" if label else "image")
+            spacing = sp or (1.0,) * data.ndim
+    except DataError:
+        raise
+    except Exception as e:  # nibabel / PIL / h5py / zlib raise many types for a broken file
+        raise DataError(f"{path}: cannot read the file ({_reason(e)}); it is truncated or not a valid {fmt} file, re-export it") from None
+    if data.size == 0:
+        raise DataError(f"{path}: image has zero size (shape {tuple(data.shape)}); remove or re-export it")
+    return Volume(data, tuple(float(s) for s in spacing), affine, path, header)
+
+
+def read_image(path: str | Path, png_spacing: float = 1.0) -> Volume:
+    """Read an image as float32 ``(*S)`` in torch order; NaN/Inf intensities are a DataError.
+
+    ``png_spacing``: mm per pixel for PNG files (which carry no spacing). H5 uses the ``spacing``
+    attribute of the ``image`` dataset or the file, else 1 mm.
+    """
+    vol = _read(path, label=False, png_spacing=png_spacing)
+    vol.array = vol.array.astype(np.float32, copy=False)
+    if not np.isfinite(vol.array).all():
+        n = int((~np.isfinite(vol.array)).sum())
+        raise DataError(f"{vol.path}: {n} voxels are NaN or Inf; fix or remove the image (e.g. np.nan_to_num)")
+    return vol
+
+
+def _label_dtype(lo: int, hi: int) -> type:
+    for dt in (np.uint8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    return np.int64
+
+
+def read_label(path: str | Path, png_spacing: float = 1.0) -> Volume:
+    """Read a mask as an integer array ``(*S)`` (float-stored integers are accepted).
+
+    Non-integer or negative values are a DataError; the dtype is the smallest that fits.
+    """
+    vol = _read(path, label=True, png_spacing=png_spacing)
+    a = vol.array
+    if a.dtype.kind == "b":
+        a = a.astype(np.uint8)
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or not np.array_equal(a, np.round(a)):
+            raise DataError(f"{vol.path}: label has non-integer values; labels must be class indices 0..K-1")
+    elif a.dtype.kind not in "iu":
+        raise DataError(f"{vol.path}: label has dtype {a.dtype}; labels must be integer class indices 0..K-1")
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0:
+        raise DataError(f"{vol.path}: label has negative value {lo}; labels must be class indices 0..K-1")
+    vol.array = a.astype(_label_dtype(lo, hi), copy=False)
+    return vol
+
+
+def check_pair(image: Volume, label: Volume) -> None:
+    """DataError if a label's shape differs from its image's."""
+    if image.shape != label.shape:
+        raise DataError(
+            f"{label.path}: label shape {label.shape} differs from image {image.path.name} shape {image.shape}; "
+            "the label must have the image's size (resample it onto the image grid)"
+        )
+
+
+def write_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
+    """Write ``array`` with the geometry of ``ref`` (atomically).
+
+    ``array``: ``(*S)`` (a mask or map) or ``(K, *S)`` (one map per class, NIfTI/H5 only), ``*S`` =
+    ``ref.shape`` in torch order. NIfTI: transposed back to the file order with ``ref.affine``
+    (a reference without an affine gets ``diag(spacing)``); a ``(K, *S)`` map becomes 4D
+    ``(x, y, z, K)``. PNG: integer masks are written as 8-bit values; float maps must lie in [0, 1]
+    and are scaled to 0..255. H5: stored under ``label`` with a ``spacing`` attribute.
+    """
+    from uncol.engine.io import atomic_write
+
+    path = Path(path)
+    fmt = _fmt(path)
+    array = np.asarray(array)
+    if array.dtype.kind == "b":
+        array = array.astype(np.uint8)
+    spatial = array.shape[1:] if array.ndim == ref.ndim + 1 else array.shape
+    if tuple(spatial) != ref.shape:
+        raise DataError(f"{path}: array shape {array.shape} does not match reference {ref.path.name} shape {ref.shape}")
+    if fmt == "nifti":
+        if array.dtype.kind in "iu":
+            array = array.astype(_label_dtype(int(array.min()), int(array.max())), copy=False)
+        elif array.dtype != np.float32:
+            array = array.astype(np.float32)
+        data = array.transpose() if array.ndim == ref.ndim else np.stack([a.transpose() for a in array], axis=-1)
+
+        def write(p: Path) -> None:
+            import nibabel as nib
+
+            affine = ref.affine if ref.affine is not None else np.diag(list(reversed(ref.spacing)) + [1.0] * (4 - ref.ndim))
+            if affine.shape != (4, 4):
+                affine = np.eye(4)
+            img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
+            if ref.header is not None:
+                img.set_qform(affine, int(ref.header["qform_code"]) or 1)
+                img.set_sform(affine, int(ref.header["sform_code"]) or 1)
+            # nibabel picks the format from the name; the temp file keeps the real suffix
+            nib.save(img, str(p))
+
+        atomic_write_suffixed(path, write)
+    elif fmt == "png":
+        if array.ndim != 2:
+            raise DataError(f"{path}: PNG output needs a 2D array, got shape {array.shape}; write .nii.gz instead")
+        if array.dtype.kind == "f":
+            if array.size and (array.min() < 0 or array.max() > 1):
+                raise DataError(f"{path}: float maps written as PNG must lie in [0, 1]; write .nii.gz instead")
+            out = np.round(array * 255).astype(np.uint8)
+        else:
+            if array.size and (array.min() < 0 or array.max() > 255):
+                raise DataError(f"{path}: mask values outside 0..255 cannot be stored in an 8-bit PNG; write .nii.gz")
+            out = array.astype(np.uint8)
+
+        def write_png(p: Path) -> None:
+            from PIL import Image
+
+            Image.fromarray(out).save(p, format="PNG")
+
+        atomic_write(path, write_png)
+    else:
+
+        def write_h5(p: Path) -> None:
+            import h5py
+
+            with h5py.File(p, "w") as f:
+                ds = f.create_dataset("label", data=array, compression="gzip")
+                ds.attrs["spacing"] = np.asarray(ref.spacing, dtype=np.float64)
+
+        atomic_write(path, write_h5)
+
+
+def atomic_write_suffixed(path: Path, write: Any) -> None:
+    """Like ``atomic_write`` but the temp file keeps ``path``'s suffix (nibabel needs ``.nii.gz``)."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, suffix = split_suffix(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise

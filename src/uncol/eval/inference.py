@@ -1,0 +1,58 @@
+"""Inference at native resolution: whole-image 2D, slice-wise 2D on volumes, sliding-window 3D (MONAI).
+
+Every path returns class probabilities ``(K, *S_native)`` for one case, from a network whose
+``forward(x (B,C,*S)) -> logits (B,K,*S)``; the student runs prompt-free.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uncol.config import Config
+
+
+def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
+    """x (B,C,*S) -> (B,C,*size)."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode=mode, align_corners=False) if mode != "nearest" else F.interpolate(x, size=size, mode=mode)
+
+
+def _lin(nd: int) -> str:
+    return {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
+
+
+@torch.inference_mode()
+def predict_probs(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device) -> torch.Tensor:
+    """image (C,*S) normalised at native size -> probabilities (K,*S) on the CPU.
+
+    - ``data.mode == "whole"``: resize to ``data.size``, one forward pass, logits resized back.
+    - ``data.mode == "slices"``: the volume's slices along ``data.slice_axis`` are each resized to ``data.size``.
+    - ``data.mode == "patch"``: MONAI sliding-window inference with ``data.size`` windows and
+      ``eval.sw_overlap`` overlap (a volume smaller than the window is padded by MONAI).
+    """
+    model.eval()
+    d = cfg.data
+    x = image.unsqueeze(0).to(device).float()
+    native = tuple(image.shape[1:])
+    if d.mode == "patch":
+        from monai.inferers import sliding_window_inference
+
+        logits = sliding_window_inference(x, roi_size=tuple(d.size), sw_batch_size=cfg.eval.sw_batch_size,
+                                          predictor=model, overlap=cfg.eval.sw_overlap, mode="gaussian")
+        return torch.softmax(logits.float(), dim=1)[0].cpu()
+    if d.mode == "slices" and image.dim() == 4:
+        axis = 1 + d.slice_axis  # in (C, D, H, W) the spatial axes are 1..3
+        slices = x[0].movedim(axis, 1).transpose(0, 1)  # (N, C, h, w)
+        out = []
+        for i in range(0, slices.shape[0], 16):
+            chunk = slices[i:i + 16]
+            hw = tuple(chunk.shape[2:])
+            lg = model(_resize(chunk, tuple(d.size), "bilinear"))
+            out.append(torch.softmax(_resize(lg.float(), hw, "bilinear"), dim=1).cpu())
+        probs = torch.cat(out, 0).transpose(0, 1)  # (K, N, h, w)
+        return probs.movedim(1, axis)
+    logits = model(_resize(x, tuple(d.size), _lin(len(native))))
+    logits = _resize(logits.float(), native, _lin(len(native)))
+    return torch.softmax(logits, dim=1)[0].cpu()

@@ -1,0 +1,80 @@
+"""Supervised segmentation losses with an optional supervision mask (ground truth or pseudo-labels).
+
+Conventions: ``logits`` ``(B, K, *S)``; ``target`` ``(B, *S)`` int64 in ``[0, K)``; ``mask``
+``(B, *S)`` (bool or float in ``[0, 1]``), ``None`` = everywhere. Voxels outside the mask do not
+influence the value or the gradient (their target may be anything in ``[0, K)``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["dice_loss", "ce_loss", "sup_loss"]
+
+
+def _mask(mask: Optional[Tensor], target: Tensor, dtype: torch.dtype) -> Optional[Tensor]:
+    if mask is None:
+        return None
+    if mask.shape != target.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} must have the target's shape {tuple(target.shape)}")
+    return mask.to(dtype)
+
+
+def dice_loss(
+    logits: Tensor,
+    target: Tensor,
+    mask: Optional[Tensor] = None,
+    softmax: bool = True,
+    smooth: float = 1e-10,
+) -> Tensor:
+    """Multi-class soft Dice loss, background included, averaged over the ``K`` classes.
+
+    Follows BCP's mask-aware ``DiceLoss`` (code/utils/losses.py), which is SSL4MIS's with a mask:
+    per class ``c``, sums over the batch and all voxels (not per image),
+    ``L_c = 1 - (2 sum p_c y_c m + s) / (sum p_c^2 m + sum y_c^2 m + s)``, ``L = mean_c L_c``,
+    with ``y`` the one-hot target, ``m`` the mask and ``s = smooth`` (BCP: 1e-10).
+    A class absent from target and prediction inside the mask contributes 0; an empty mask gives 0.
+
+    Args:
+        logits: ``(B, K, *S)`` logits, or probabilities with ``softmax=False``.
+        target: ``(B, *S)`` int64.
+        mask: ``(B, *S)`` bool/float or None.
+    Returns:
+        scalar.
+    """
+    probs = torch.softmax(logits, dim=1) if softmax else logits
+    k = probs.shape[1]
+    onehot = F.one_hot(target.long(), k).movedim(-1, 1).to(probs.dtype)  # (B, K, *S)
+    m = _mask(mask, target, probs.dtype)
+    if m is not None:
+        m = m.unsqueeze(1)
+        probs_m, onehot_m = probs * m, onehot * m
+    else:
+        probs_m, onehot_m = probs, onehot
+    dims = [0] + list(range(2, probs.ndim))
+    inter = (probs_m * onehot).sum(dims)
+    z_sum = (probs_m * probs).sum(dims)
+    y_sum = (onehot_m * onehot).sum(dims)
+    dice = (2.0 * inter + smooth) / (z_sum + y_sum + smooth)
+    return (1.0 - dice).mean()
+
+
+def ce_loss(logits: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """Cross-entropy averaged over the masked voxels only: ``sum(CE * m) / sum(m)``.
+
+    0 (with a zero gradient, no NaN) when the mask is empty. ``mask=None``: the plain mean.
+    ``logits`` ``(B, K, *S)``, ``target`` ``(B, *S)`` -> scalar.
+    """
+    ce = F.cross_entropy(logits, target.long(), reduction="none")  # (B, *S)
+    m = _mask(mask, target, ce.dtype)
+    if m is None:
+        return ce.mean()
+    return (ce * m).sum() / m.sum().clamp_min(1e-16)  # empty mask: 0 / 1e-16 = 0, no host sync
+
+
+def sup_loss(logits: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """``0.5 * (CE + Dice)`` (SPEC §4), both restricted to ``mask``; shapes as :func:`dice_loss`."""
+    return 0.5 * (ce_loss(logits, target, mask) + dice_loss(logits, target, mask))

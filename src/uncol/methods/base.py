@@ -1,0 +1,95 @@
+"""The method interface: a small object the one training loop (``uncol.engine``) drives.
+
+A method owns the student and whatever else it trains or keeps (EMA teacher, projectors) and may hold a
+frozen generalized teacher. The loop asks it for its stages, gives it batches, steps the optimiser and
+calls :meth:`Method.after_step`. ``train_step`` returns the loss and its named parts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from uncol.config import Config
+from uncol.registry import Registry
+
+
+@dataclass
+class StepOutput:
+    """The loss to back-propagate and its named parts (floats, for logs)."""
+
+    loss: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of training: its name, iterations and batch composition."""
+
+    name: str
+    iterations: int
+    labeled_bs: int
+    unlabeled_bs: int = 0
+
+
+@dataclass
+class MethodContext:
+    """What a method is built from."""
+
+    cfg: Config
+    model: nn.Module
+    teacher: nn.Module | None
+    num_classes: int
+    spatial_dims: int
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``Params`` (a dataclass validated from ``method.params``)."""
+
+    Params: type = object
+    needs_teacher: bool = False
+
+    def __init__(self, ctx: MethodContext, params: Any) -> None:
+        super().__init__()
+        self.cfg = ctx.cfg
+        self.params = params
+        self.student = ctx.model
+        self.num_classes = ctx.num_classes
+        self.spatial_dims = ctx.spatial_dims
+        # Frozen teachers are kept outside the module tree: no state_dict entries, no DDP, no optimiser.
+        self._teacher = [ctx.teacher] if ctx.teacher is not None else []
+        self.stage = self.stages()[0].name
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def stages(self) -> list[StagePlan]:
+        t = self.cfg.train
+        return [StagePlan("main", t.iterations, t.batch_size, 0)]
+
+    def begin_stage(self, name: str, resumed: bool = False) -> None:
+        """Called by the loop before the first step of stage ``name``; ``resumed`` when its state came from a checkpoint."""
+        self.stage = name
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def train_step(self, batch: Any, it: int, total: int) -> StepOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, batch: Any, it: int, total: int) -> StepOutput:
+        """``forward`` is ``train_step`` so that DistributedDataParallel can wrap the method."""
+        return self.train_step(batch, it, total)
+
+    def after_step(self, it: int, total: int) -> None:
+        """Hook after each optimiser step (EMA updates live here)."""
+
+    def inference_model(self) -> nn.Module:
+        """The network ``evaluate``/``predict`` run: ``forward(x (B,C,*S)) -> logits (B,K,*S)``."""
+        return self.student
+
+
+METHODS: Registry[type[Method]] = Registry("method")
