@@ -1,0 +1,10 @@
+"""Segmentation networks: U-Net, V-Net, SimpleViT, the knowledge adapter and the UnCoL student.
+
+``import uncol.models`` fills :data:`MODELS` (``unet``, ``vnet``, ``uncol_student``);
+:func:`build_model` builds one from a :class:`~uncol.config.ModelConfig`.
+"""
+from uncol.models.base import MODELS, build_model
+from uncol.models import unet, vnet, student  # noqa: E402,F401  (register the builders)
+from uncol.models.student import StudentOutput, UncolStudent
+
+__all__ = ["MODELS", "build_model", "StudentOutput", "UncolStudent"]

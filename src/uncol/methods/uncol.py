@@ -1,0 +1,228 @@
+"""UnCoL: uncertainty-informed collaborative learning (SPEC.md §1–§4), two stages on the shared loop.
+
+``train_step`` reads in the order of the paper's figure: batch → teachers → pseudo-label fusion → losses.
+
+Stage 1 (labelled only): grid copy-paste inside the labelled batch; the frozen generalized teacher G,
+prompted with ground-truth boxes/points, feeds the knowledge adapter and is distilled on two paths:
+``L_1 = L_sup + λ(t) (L_vis + L_sem)``.
+
+Stage 2 (labelled + unlabelled): pseudo-labels for the un-mixed unlabelled images from G (prompted by the
+specialized teacher S's current pseudo-label) and S (the EMA student), fused by UAPL; BCP bidirectional
+copy-paste mixes images, ground truth and pseudo-labels with one mask;
+``L_2 = L_sup(GT part) + β L_uapl(pseudo part) + λ(t) L_vis``.
+
+Choices where the paper is silent (ours, configurable):
+- knowledge for a BCP-mixed image: G's tokens of its labelled source and S's tokens of its unlabelled
+  source, concatenated as the adapter's key/value sequence (each source keeps its own projection);
+- teacher features for mixed inputs in ``teacher.mode: cached``: the cached features of the two
+  source images mixed with the same mask resampled to each feature grid (``online`` re-encodes);
+- G's prompts in stage 2 are tight boxes/points from S's pseudo-label (no jitter).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uncol.data.mixing import bcp_mask, grid_copy_paste_mask, mix
+from uncol.data.sampler import Batch
+from uncol.losses.distill import Projector, resample_to_grid, semantic_distill_loss, visual_distill_loss
+from uncol.losses.segmentation import ce_loss, dice_loss
+from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOutput
+from uncol.pseudo.schedules import sigmoid_rampup, uapl_threshold
+from uncol.pseudo.uapl import fuse
+from uncol.teachers.ema import EMA
+
+
+@dataclass(frozen=True)
+class UncolParams:
+    stage1_iterations: int = 0  # 0 -> train.iterations (paper: 15,000 per stage)
+    stage2_iterations: int = 0  # 0 -> train.iterations
+    ema_momentum: float = 0.99  # paper
+    freeze_ema_stage2: bool = False  # paper: EMA updated in both stages; authors' code freezes it (True)
+    lambda_max: float = 0.1  # ours (paper's value lost); authors' code: 0.1
+    beta: float = 0.5  # BCP's fixed weight (paper)
+    copy_paste_ratio: float = 0.6  # paper: 60 % of the grid
+    copy_paste_grid: int = 4  # ours: 4x4 (2D) / 4x4x4 (3D)
+    bcp_ratio: float = 2.0 / 3.0  # BCP
+    visual_distill: bool = True  # ablation switch (DPKD visual path)
+    semantic_distill: bool = True  # ablation switch (DPKD semantic path, stage 1 only)
+    pseudo_label: str = "uapl"  # uapl | s_only (S-Tch-PL) | avg (Avg-Tch-PL)
+    use_generalized_teacher: bool = True  # False = no G at all (the ablation baseline)
+    layer_map: tuple[tuple[int, int], ...] = ((1, 0), (2, 1), (3, 2))  # (student layer 1-based, teacher feature idx)
+    largest_component: bool = False  # authors' code keeps the largest component of S's pseudo-label
+    projector_hidden: int = 0  # 0 -> max(d_s, d_t)
+
+
+@METHODS.register("uncol")
+class Uncol(Method):
+    Params = UncolParams
+    needs_teacher = True
+
+    def __init__(self, ctx: MethodContext, params: UncolParams) -> None:
+        if params.pseudo_label not in ("uapl", "s_only", "avg"):
+            from uncol.errors import ConfigError
+
+            raise ConfigError(f"config key 'method.params.pseudo_label' must be uapl, s_only or avg, got {params.pseudo_label!r}")
+        super().__init__(ctx, params)
+        self.ema = EMA(self.student, momentum=params.ema_momentum)
+        d_s = self.student.vit_dim
+        g = self.teacher if params.use_generalized_teacher else None
+        hid = params.projector_hidden or None
+        # Training-only projectors (not part of the student's size): one per visual layer pair, one semantic.
+        self.vis_proj = nn.ModuleList(
+            [Projector(d_s, g.visual_dims[j], hidden=hid) for _, j in params.layer_map] if g is not None else [])
+        self.sem_proj = Projector(d_s, g.embed_dim, hidden=hid) if g is not None else None
+        if g is None:
+            self._teacher = []
+        self._gen = torch.Generator().manual_seed(ctx.cfg.train.seed + 17)
+
+    # -- schedule -------------------------------------------------------------------------------------
+    def stages(self) -> list[StagePlan]:
+        t, p = self.cfg.train, self.params
+        return [StagePlan("stage1", p.stage1_iterations or t.iterations, t.batch_size, 0),
+                StagePlan("stage2", p.stage2_iterations or t.iterations, t.labeled_bs, t.unlabeled_bs)]
+
+    def begin_stage(self, name: str, resumed: bool = False) -> None:
+        super().begin_stage(name, resumed)
+        if name == "stage2" and not resumed:
+            self.ema.reset(self.student)  # S is initialised from the stage-1 student (SPEC §4)
+
+    def after_step(self, it: int, total: int) -> None:
+        if not (self.stage == "stage2" and self.params.freeze_ema_stage2):
+            self.ema.update(self.student)
+
+    # -- teacher helpers -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _teacher_pass(self, images: torch.Tensor, masks: torch.Tensor, jitter: float) -> Any:
+        """G on ``images`` (B,C,*S) prompted from ``masks`` (B,*S): embedding + decoder output."""
+        from uncol.teachers.prompts import prompts_from_masks
+
+        g = self.teacher
+        emb = g.encode(images)
+        prompts = prompts_from_masks(masks, self.num_classes, spatial_dims=self.spatial_dims,
+                                     jitter_px=jitter, generator=self._gen)
+        out = g.decode(emb, prompts, self.num_classes, tuple(images.shape[2:]))
+        return emb, out
+
+    def _knowledge(self, fused: torch.Tensor, fused_grid: tuple[int, ...], grid: tuple[int, ...]) -> torch.Tensor:
+        """G's fused tokens (B,M,d_t) pooled to the student grid -> (B,N,d_t)."""
+        return resample_to_grid(fused, grid, src_grid=fused_grid)
+
+    # -- the two stages --------------------------------------------------------------------------------
+    def train_step(self, batch: Batch, it: int, total: int) -> StepOutput:
+        return self._stage1(batch, it, total) if self.stage == "stage1" else self._stage2(batch, it, total)
+
+    def _stage1(self, batch: Batch, it: int, total: int) -> StepOutput:
+        p = self.params
+        x, y = batch.labeled["image"], batch.labeled["label"]
+        # 1. copy-paste inside the labelled batch (60 % of a grid of patches from the next image)
+        m = grid_copy_paste_mask(tuple(x.shape[2:]), p.copy_paste_grid, p.copy_paste_ratio, self._gen).to(x.device)
+        perm = torch.roll(torch.arange(x.shape[0], device=x.device), 1)
+        xm, ym = mix(x[perm], x, m), mix(y[perm], y, m)
+        grid = self.student.token_grid(tuple(x.shape[2:]))
+        parts: dict[str, float] = {}
+        lam = p.lambda_max * sigmoid_rampup(it, total)
+        if self.teacher is None:
+            out = self.student.forward_features(xm)
+            loss = self._sup(out.logits, ym, parts)
+            return StepOutput(loss, {"loss": loss.item(), **parts})
+        # 2. generalized teacher, prompted with ground-truth boxes/points
+        emb, gout = self._teacher_pass(xm, ym, self.cfg.teacher.box_jitter_px)
+        know = self._knowledge(gout.fused, gout.fused_grid, grid)
+        # 3. student with G's knowledge in the adapter
+        out = self.student.forward_features(xm, teacher_knowledge=know)
+        # 4. losses
+        loss = self._sup(out.logits, ym, parts)
+        dpkd = torch.zeros((), device=x.device)
+        if p.visual_distill:
+            l_vis = self._visual(out.vit_tokens, emb.visual, grid)
+            dpkd = dpkd + l_vis
+            parts["vis"] = l_vis.item()
+        if p.semantic_distill:
+            l_sem = semantic_distill_loss(out.vit_tokens[-1], know, grid, self.sem_proj, grid)
+            dpkd = dpkd + l_sem
+            parts["sem"] = l_sem.item()
+        loss = loss + lam * dpkd
+        return StepOutput(loss, {"loss": loss.item(), "lambda": lam, **parts})
+
+    def _stage2(self, batch: Batch, it: int, total: int) -> StepOutput:
+        p = self.params
+        xl, yl = batch.labeled["image"], batch.labeled["label"]
+        xu = batch.unlabeled["image"]
+        if xl.shape[0] != xu.shape[0]:
+            from uncol.errors import ConfigError
+
+            raise ConfigError("BCP pairs labelled and unlabelled images: set train.labeled_bs equal to train.unlabeled_bs")
+        grid = self.student.token_grid(tuple(xl.shape[2:]))
+        tau = uapl_threshold(it, total, self.num_classes)
+        # 1. teachers on the un-mixed unlabelled images: S (EMA student) then G prompted by S's pseudo-label
+        with torch.no_grad():
+            s_out = self.ema.module.forward_features(xu)
+            p_s = torch.softmax(s_out.logits.float(), dim=1)
+            s_label = p_s.argmax(1)
+            if p.largest_component:
+                from uncol.pseudo.uapl import largest_component
+
+                s_label = largest_component(s_label, self.num_classes)
+            if self.teacher is not None:
+                emb_u, g_u = self._teacher_pass(xu, s_label, 0.0)
+                emb_l, g_l = self._teacher_pass(xl, yl, self.cfg.teacher.box_jitter_px)
+                p_g = g_u.probs.float()
+            else:
+                p_g = p_s
+            # 2. pseudo-label fusion (UAPL / S-only / average)
+            mode = p.pseudo_label if self.teacher is not None else "s_only"
+            pl = fuse(p_g, p_s, tau, mode=mode)
+        # 3. bidirectional copy-paste with one mask K (1 inside the block taken from the labelled image)
+        k = bcp_mask(tuple(xl.shape[2:]), p.bcp_ratio, self._gen).to(xl.device)
+        x_in, x_out = mix(xl, xu, k), mix(xu, xl, k)
+        ones = torch.ones_like(pl.mask)
+        y_in, y_out = mix(yl, pl.label, k), mix(pl.label, yl, k)
+        gt_in, gt_out = mix(ones, torch.zeros_like(pl.mask), k).bool(), mix(torch.zeros_like(pl.mask), ones, k).bool()
+        pm_in, pm_out = mix(torch.zeros_like(pl.mask), pl.mask, k).bool(), mix(pl.mask, torch.zeros_like(pl.mask), k).bool()
+        x_mix = torch.cat([x_in, x_out])
+        y_mix = torch.cat([y_in, y_out])
+        gt_region, pl_region = torch.cat([gt_in, gt_out]), torch.cat([pm_in, pm_out])
+        # 4. student: adapter fed by G (labelled source) and S (unlabelled source)
+        if self.teacher is not None:
+            know_l = self._knowledge(g_l.fused, g_l.fused_grid, grid)
+            know = torch.cat([know_l, know_l])
+        else:
+            know = None
+        s_tokens = s_out.vit_tokens[-1]
+        out = self.student.forward_features(x_mix, teacher_knowledge=know, vit_knowledge=torch.cat([s_tokens, s_tokens]))
+        # 5. losses: GT part + β · UAPL part + λ(t) · L_vis
+        parts: dict[str, float] = {}
+        l_sup = 0.5 * (ce_loss(out.logits, y_mix, gt_region) + dice_loss(out.logits, y_mix, gt_region))
+        l_pl = ce_loss(out.logits, y_mix, pl_region) + dice_loss(out.logits, y_mix, pl_region)
+        loss = l_sup + p.beta * l_pl
+        parts.update(sup=l_sup.item(), uapl=l_pl.item(), tau=float(tau), pl_coverage=pl.mask.float().mean().item())
+        if self.teacher is not None and p.visual_distill:
+            vis_in = [mix(a, b, _resize_mask(k, a.shape[2:])) for a, b in zip(emb_l.visual, emb_u.visual)]
+            vis_out = [mix(b, a, _resize_mask(k, a.shape[2:])) for a, b in zip(emb_l.visual, emb_u.visual)]
+            l_vis = self._visual(out.vit_tokens, [torch.cat([a, b]) for a, b in zip(vis_in, vis_out)], grid)
+            lam = p.lambda_max * sigmoid_rampup(it, total)
+            loss = loss + lam * l_vis
+            parts["vis"] = l_vis.item()
+        return StepOutput(loss, {"loss": loss.item(), **parts})
+
+    # -- pieces ----------------------------------------------------------------------------------------
+    def _sup(self, logits: torch.Tensor, y: torch.Tensor, parts: dict[str, float]) -> torch.Tensor:
+        ce, dice = ce_loss(logits, y), dice_loss(logits, y)
+        parts.update(ce=ce.item(), dice=dice.item())
+        return 0.5 * (ce + dice)
+
+    def _visual(self, tokens: list[torch.Tensor], feats: list[torch.Tensor], grid: tuple[int, ...]) -> torch.Tensor:
+        pairs = self.params.layer_map
+        return visual_distill_loss([tokens[i - 1] for i, _ in pairs], [feats[j] for _, j in pairs],
+                                   list(self.vis_proj), grid)
+
+
+def _resize_mask(k: torch.Tensor, size: Any) -> torch.Tensor:
+    """A (*S) 0/1 mask resampled (nearest) to a feature grid ``size``."""
+    nd = k.dim()
+    return F.interpolate(k.float()[None, None], size=tuple(size), mode="nearest")[0, 0].to(k.dtype) if nd else k

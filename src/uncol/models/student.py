@@ -1,0 +1,199 @@
+"""The UnCoL student: SimpleViT + U-Net (2D) / V-Net (3D) + cross-attention knowledge adapter.
+
+    x ──► CNN encoder ──► bottleneck (B, 256, *G) ──► adapter(q=bottleneck, kv=knowledge) ──► CNN decoder ──► heads ──► mean ──► logits
+    x ──► SimpleViT (4 layers, patch 16, grid G) ──► final norm [──► neck] ──► own knowledge (B, N, 256)
+
+``forward(x) -> logits`` is prompt-free (the adapter reads the student's own last ViT layer).
+``forward_features(x, teacher_knowledge=None, vit_knowledge=None) -> StudentOutput``; the
+adapter's key/value is, in this order of precedence (SPEC §1):
+  * ``teacher_knowledge (B, M, teacher_dim)``: the generalized teacher's prompt-fused tokens, through
+    the training-only ``teacher_kv_proj`` Linear(teacher_dim -> kv width) (not counted in the size);
+  * ``vit_knowledge (B, N, vit_dim)``: the specialized teacher's last-layer tokens, i.e. the EMA
+    student's ``StudentOutput.vit_tokens[-1]``, mapped by this student's final norm (+ neck) like its own;
+  * else its own ``vit_tokens[-1]`` (inference).
+
+Sizes (paper Table 7: 2D 3.53 M / 3.60 GMACs at 256x256; 3D 13.94 M / 144.45 GMACs at 128^3).
+The defaults are those of the authors' code (``CA_UNet.py``/``CA_VNet.py``: ViT width 128, 4 heads
+of 64, MLP 256, a neck to 256 channels in 2D; width 256, 4x64 heads, MLP 1024, no neck in 3D;
+single-head adapter of width 256; four output heads averaged); they reproduce the paper's
+parameter counts to 0.1 %. MACs counted by :func:`uncol.eval.efficiency.count_macs`
+(``macs_paper`` = conv + linear, exact; ``macs_thop`` = thop's convention, which counts a stride-2
+transposed conv 2^d times over), 1 input channel, batch 1, projector ``teacher_kv_proj`` excluded:
+
+| 2D, 256x256, K=5 (OASIS)               | params    | GMACs exact | GMACs thop |
+|----------------------------------------|-----------|-------------|------------|
+| U-Net encoder + decoder                | 1,813,600 | 2.957       | 3.359      |
+| 4 output heads (3x3 conv 16->5)        | 2,900     | 0.189       | 0.189      |
+| SimpleViT (patch emb + 4 layers + norm)| 825,344   | 0.210       | 0.210      |
+| neck (1x1 128->256, LN, 3x3 256->256, LN)| 623,616 | 0.160       | 0.160      |
+| adapter (q, k, v, out: 256x256)        | 263,168   | 0.067       | 0.067      |
+| **student**                            | 3,528,628 (3.53 M, paper 3.53) | 3.583 (paper 3.60) | 3.984 |
+
+| 3D, 128^3, K=3 (ImageTBAD)             | params    | GMACs exact | GMACs thop |
+|----------------------------------------|-----------|-------------|------------|
+| V-Net without its head                 | 9,436,848 | 69.25       | 83.34      |
+| 4 heads (conv3-BN-ReLU 16, drop, 1x1 16->3) | 27,964 | 58.39     | 58.39      |
+| SimpleViT (patch emb + 4 layers + norm)| 4,213,504 | 2.157       | 2.157      |
+| adapter (q, k, v, out: 256x256)        | 263,168   | 0.135       | 0.135      |
+| **student**                            | 13,941,484 (13.94 M, paper 13.94) | 129.93 (paper 144.45) | 144.02 |
+
+The paper's 3D MACs (and the V-Net's published 97.9 G at 128^3) are thop's count; the exact
+count is 10 % lower. See ``benchmarks/profile_sizes.py`` for the measured figures.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from uncol.config import from_dict
+from uncol.errors import ConfigError
+from uncol.models import blocks
+from uncol.models.adapter import KnowledgeAdapter
+from uncol.models.base import MODELS
+from uncol.models.simplevit import SimpleViT
+
+
+class StudentOutput(NamedTuple):
+    """``logits (B, K, *S)`` (mean of the heads); ``vit_tokens``: one ``(B, N, vit_dim)`` per ViT layer;
+    ``grid``: the token grid (``N = prod(grid)``); ``knowledge (B, M, kv_dim)``: the adapter's key/value
+    as used; ``head_logits``: each head's logits (the authors' multi-head loss)."""
+
+    logits: Tensor
+    vit_tokens: list[Tensor]
+    grid: tuple[int, ...]
+    knowledge: Tensor
+    head_logits: list[Tensor]
+
+
+# per-dimension defaults of the authors' code (SPEC §8)
+_DEFAULTS = {
+    2: dict(backbone="unet", vit_dim=128, vit_mlp_dim=256, neck_dim=256),
+    3: dict(backbone="vnet", vit_dim=256, vit_mlp_dim=1024, neck_dim=0),
+}
+
+
+@dataclass(frozen=True)
+class StudentParams:
+    """``model.params`` of ``uncol_student``; ``None`` = the per-dimension default above."""
+
+    backbone: Optional[str] = None  # unet (2D default) | vnet (3D default)
+    backbone_params: dict = field(default_factory=dict)  # validated by the backbone (model.params.backbone_params)
+    vit_dim: Optional[int] = None  # authors' code: 128 (2D), 256 (3D); SPEC's "~192 in 2D" is not needed
+    vit_depth: int = 4  # paper
+    vit_heads: int = 4  # authors' code
+    vit_dim_head: int = 64  # authors' code (lucidrains default)
+    vit_mlp_dim: Optional[int] = None  # authors' code: 256 (2D), 1024 (3D)
+    neck_dim: Optional[int] = None  # 0 = no neck; authors' code: 256 (2D), none (3D)
+    adapter_heads: int = 1  # authors' code: single-head cross-attention
+    out_heads: int = 4  # authors' code: 4 heads, averaged (needed for Table 7's MACs); 1 = the plain backbone head
+    teacher_dim: int = 256  # width of the generalized teacher's fused tokens (SAM family: 256)
+    dropout: Optional[bool] = None  # backbone dropout (MC-dropout); None = the backbone's default (on)
+
+
+class UncolStudent(nn.Module):
+    """See the module docstring. ``spatial_dims`` 2 or 3; input sizes divisible by 16."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        vit: SimpleViT,
+        neck_dim: int = 0,
+        adapter_heads: int = 1,
+        out_heads: int = 4,
+        teacher_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        d = vit.spatial_dims
+        if vit.patch_size != backbone.reduction:
+            raise ValueError(f"ViT patch {vit.patch_size} must equal the backbone's reduction {backbone.reduction}")
+        self.spatial_dims = d
+        self.backbone, self.vit = backbone, vit
+        kv_dim = neck_dim or vit.dim
+        Conv = blocks.conv(d)
+        self.neck: Optional[nn.Module] = None
+        if neck_dim:
+            self.neck = nn.Sequential(
+                Conv(vit.dim, neck_dim, kernel_size=1, bias=False),
+                blocks.ChannelLayerNorm(neck_dim),
+                Conv(neck_dim, neck_dim, kernel_size=3, padding=1, bias=False),
+                blocks.ChannelLayerNorm(neck_dim),
+            )
+        self.adapter = KnowledgeAdapter(backbone.bottleneck_channels, kv_dim, adapter_heads)
+        self.teacher_kv_proj = nn.Linear(teacher_dim, kv_dim)  # training only; excluded from sizes
+        heads = [backbone.head] + [backbone.make_head() for _ in range(out_heads - 1)]
+        backbone.head = nn.Identity()
+        self.heads = nn.ModuleList(heads)
+
+    def own_knowledge(self, last_tokens: Tensor, grid: tuple[int, ...]) -> Tensor:
+        """Last-layer ViT tokens ``(B, N, vit_dim)`` -> adapter key/value ``(B, N, kv_dim)`` (final norm [+ neck])."""
+        x = self.vit.norm(last_tokens)
+        if self.neck is None:
+            return x
+        b, n, c = x.shape
+        if n != math.prod(grid):
+            raise ValueError(f"knowledge tokens {tuple(x.shape)} do not fill the token grid {grid}")
+        x = self.neck(x.transpose(1, 2).reshape(b, c, *grid))
+        return x.flatten(2).transpose(1, 2)
+
+    def forward_features(
+        self, x: Tensor, teacher_knowledge: Optional[Tensor] = None, vit_knowledge: Optional[Tensor] = None
+    ) -> StudentOutput:
+        """``x (B, C, *S)`` -> :class:`StudentOutput`; see the module docstring for the key/value choice."""
+        if teacher_knowledge is not None and vit_knowledge is not None:
+            raise ValueError("pass teacher_knowledge or vit_knowledge, not both")
+        feats = self.backbone.encode(x)
+        tokens, grid = self.vit(x)
+        if tuple(feats[-1].shape[2:]) != grid:
+            raise ValueError(f"ViT grid {grid} differs from the CNN bottleneck grid {tuple(feats[-1].shape[2:])}")
+        if teacher_knowledge is not None:
+            kv = self.teacher_kv_proj(teacher_knowledge)
+        else:
+            kv = self.own_knowledge(tokens[-1] if vit_knowledge is None else vit_knowledge, grid)
+        feats[-1] = self.adapter(feats[-1], kv)
+        dec = self.backbone.decode(feats)
+        head_logits = [h(dec) for h in self.heads]
+        logits = head_logits[0] if len(head_logits) == 1 else torch.stack(head_logits).mean(0)
+        return StudentOutput(logits, tokens, grid, kv, head_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Prompt-free inference: ``(B, C, *S) -> logits (B, K, *S)``."""
+        return self.forward_features(x).logits
+
+
+@MODELS.register("uncol_student")
+def build_uncol_student(*, spatial_dims: int, in_channels: int, num_classes: int, params: dict) -> UncolStudent:
+    p = from_dict(StudentParams, params, prefix="model.params")
+    dflt = _DEFAULTS[spatial_dims]
+    name = p.backbone or dflt["backbone"]
+    if name not in ("unet", "vnet"):
+        raise ConfigError(f"config key 'model.params.backbone' must be unet or vnet, got {name!r}")
+    bparams = dict(p.backbone_params)
+    if p.dropout is not None:
+        # U-Net: its dropout rates or zeros; V-Net: has_dropout
+        key, value = ("has_dropout", p.dropout) if name == "vnet" else ("dropout", None if p.dropout else [0.0] * 5)
+        if value is not None:
+            bparams.setdefault(key, value)
+    try:
+        backbone = MODELS.get(name)(
+            spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, params=bparams
+        )
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("model.params", "model.params.backbone_params")) from None
+    if p.out_heads < 1 or p.vit_depth < 1:
+        raise ConfigError("config keys 'model.params.out_heads' and 'model.params.vit_depth' must be >= 1")
+    vit = SimpleViT(
+        spatial_dims,
+        in_channels,
+        patch_size=backbone.reduction,
+        dim=p.vit_dim or dflt["vit_dim"],
+        depth=p.vit_depth,
+        heads=p.vit_heads,
+        dim_head=p.vit_dim_head,
+        mlp_dim=p.vit_mlp_dim or dflt["vit_mlp_dim"],
+    )
+    neck = dflt["neck_dim"] if p.neck_dim is None else p.neck_dim
+    return UncolStudent(backbone, vit, neck, p.adapter_heads, p.out_heads, p.teacher_dim)

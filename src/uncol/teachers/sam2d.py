@@ -1,0 +1,158 @@
+"""The 2D SAM family (MedSAM ViT-B, LiteMedSAM): MedSAM preprocessing and per-class box decoding.
+
+Subclasses provide the three SAM parts as ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``
+(so the teacher's state dict has the official key layout) and ``_encode_input`` (features of the
+preprocessed ``(B, 3, img_size, img_size)`` input).
+
+Preprocessing (MedSAM): each image is reduced to one gray channel (mean over channels unless it
+has 3) and min-max scaled to [0, 1], repeated to 3 channels, then resized either with its longest
+side to ``img_size`` and zero padding at the bottom/right (``resize="longest"``, LiteMedSAM) or
+straight to ``img_size``² (``resize="stretch"``, MedSAM's inference script). Boxes/points follow the
+same map; the decoder's low-resolution logits are upsampled to ``img_size``², the padding cropped
+off, then resized to ``out_size`` before the sigmoid.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
+
+
+def run_mask_decoder(
+    decoder: nn.Module, image_emb: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor
+) -> tuple[Tensor, Tensor]:
+    """SAM's ``MaskDecoder.predict_masks`` for one mask output, one image per prompt, keys exposed.
+
+    image_emb ``(N, C, h, w)`` (already one row per prompt), image_pe ``(1, C, h, w)``,
+    sparse ``(N, T, C)``, dense ``(N, C, h, w)``.
+    Returns mask logits ``(N, 1, 4h, 4w)`` and the two-way transformer's image tokens ``(N, h*w, C)``.
+    """
+    n, c, h, w = image_emb.shape
+    out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+    hs, keys = decoder.transformer(image_emb + dense, image_pe.expand(n, -1, -1, -1), tokens)
+    up = decoder.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
+    hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])  # mask token 0 = single-mask output
+    logits = (hyper.unsqueeze(1) @ up.flatten(2)).view(n, 1, *up.shape[2:])
+    return logits, keys
+
+
+class SamTeacher2D(Teacher):
+    """Shared encode/decode of 2D SAM-style teachers. ``img_size``: the model's square input side."""
+
+    spatial_dims = 2
+    embed_dim = 256
+    prompt_kind = "box"
+
+    def __init__(self, img_size: int, resize: str, checkpoint_id: str) -> None:
+        super().__init__()
+        if resize not in ("longest", "stretch"):
+            raise ValueError(f"resize must be 'longest' or 'stretch', got {resize!r}")
+        self.img_size = img_size
+        self.resize = resize
+        self.checkpoint_id = checkpoint_id
+
+    # --- geometry -----------------------------------------------------------------------------
+    def _scale(self, size: tuple[int, ...]) -> tuple[float, float, int, int]:
+        """(sy, sx, new_h, new_w): image pixel -> model-input pixel scale and the unpadded extent."""
+        h, w = size
+        if self.resize == "stretch":
+            return self.img_size / h, self.img_size / w, self.img_size, self.img_size
+        s = self.img_size / max(h, w)
+        return s, s, max(1, int(round(h * s))), max(1, int(round(w * s)))
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """``(B, C, H, W)`` any range -> ``(B, 3, img_size, img_size)`` in [0, 1] (MedSAM)."""
+        x = images.float()
+        x = x if x.shape[1] == 3 else x.mean(dim=1, keepdim=True)
+        lo = x.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
+        hi = x.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
+        x = (x - lo) / (hi - lo).clamp_min(1e-8)
+        _, _, nh, nw = self._scale(tuple(images.shape[2:]))
+        if (nh, nw) != tuple(x.shape[2:]):
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+        x = F.pad(x, (0, self.img_size - nw, 0, self.img_size - nh))
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    def fingerprint(self) -> str:
+        return f"{type(self).__name__}|ckpt={self.checkpoint_id}|size={self.img_size}|resize={self.resize}|minmax01"
+
+    # --- the two calls ------------------------------------------------------------------------
+    def _encode_input(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        raise NotImplementedError
+
+    def encode(self, images: Tensor) -> TeacherEmbedding:
+        """images ``(B, C, H, W)`` -> visual list ``(B, C_j, h_j, w_j)``, embedding ``(B, 256, 64, 64)``."""
+        if images.dim() != 4:
+            raise ValueError(f"{type(self).__name__} takes 2D images (B, C, H, W), got shape {tuple(images.shape)}")
+        visual, embedding = self._encode_input(self.preprocess(images))
+        return TeacherEmbedding(visual, embedding, tuple(images.shape[2:]))
+
+    def _prompt_embeddings(self, cp: ClassPrompts, cls: int, size: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+        """Sparse ``(1, T, 256)`` and dense ``(1, 256, h, w)`` embeddings of one class's prompt (or none)."""
+        sy, sx, _, _ = self._scale(size)
+        dev = self.prompt_encoder.no_mask_embed.weight.device
+        box = pts = None
+        if cls in cp.boxes:
+            x0, y0, x1, y1 = cp.boxes[cls]
+            box = torch.tensor([[x0 * sx, y0 * sy, x1 * sx, y1 * sy]], dtype=torch.float32, device=dev)
+        if cls in cp.points:
+            p = cp.points[cls]
+            yx = p.coords.to(dev, torch.float32)
+            xy = torch.stack([yx[:, 1] * sx, yx[:, 0] * sy], dim=1)
+            pts = (xy.unsqueeze(0), p.labels.to(dev).long().unsqueeze(0))
+        return self.prompt_encoder(points=pts, boxes=box, masks=None)
+
+    def decode(
+        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
+    ) -> TeacherOutput:
+        """Probabilities ``(B, K, *out_size)``, fused tokens ``(B, 4096, 256)`` (grid 64×64)."""
+        b = emb.batch_size
+        if len(prompts) != b:
+            raise ValueError(f"decode got {len(prompts)} ClassPrompts for a batch of {b} images")
+        jobs: list[tuple[int, int]] = []  # (image, class); class 0 = unprompted run for `fused` only
+        sparse, dense = [], []
+        for i, cp in enumerate(prompts):
+            classes = [c for c in cp.classes() if 0 < c < num_classes] or [0]
+            for c in classes:
+                s, d = self._prompt_embeddings(cp, c, emb.image_size)
+                jobs.append((i, c))
+                sparse.append(s)
+                dense.append(d)
+        image_pe = self.prompt_encoder.get_dense_pe()
+        logits_all: list[Tensor] = [torch.empty(0)] * len(jobs)
+        keys_all: list[Tensor] = [torch.empty(0)] * len(jobs)
+        for t in sorted({s.shape[1] for s in sparse}):  # batch the jobs with the same token count
+            idx = [j for j, s in enumerate(sparse) if s.shape[1] == t]
+            img_idx = torch.tensor([jobs[j][0] for j in idx], device=emb.embedding.device)
+            logits, keys = run_mask_decoder(
+                self.mask_decoder,
+                emb.embedding[img_idx].to(image_pe.dtype),
+                image_pe,
+                torch.cat([sparse[j] for j in idx]),
+                torch.cat([dense[j] for j in idx]),
+            )
+            for k, j in enumerate(idx):
+                logits_all[j], keys_all[j] = logits[k], keys[k]
+        fg = torch.zeros(b, num_classes - 1, *out_size, device=image_pe.device)
+        prompted = torch.zeros(b, num_classes, dtype=torch.bool, device=image_pe.device)
+        fused = torch.zeros(b, *keys_all[0].shape, device=image_pe.device)
+        count = torch.zeros(b, device=image_pe.device)
+        for (i, c), lg, kv in zip(jobs, logits_all, keys_all):
+            fused[i] += kv
+            count[i] += 1
+            if c > 0:
+                fg[i, c - 1] = torch.sigmoid(self._logits_to_image(lg[None], emb.image_size, out_size))[0, 0]
+                prompted[i, c] = True
+        probs = combine_class_probs(fg, prompted[:, 1:])
+        grid = tuple(emb.embedding.shape[2:])
+        return TeacherOutput(probs, fused / count.view(-1, 1, 1), grid, prompted)
+
+    def _logits_to_image(self, logits: Tensor, size: tuple[int, ...], out_size: tuple[int, ...]) -> Tensor:
+        """``(N, 1, h, w)`` low-res logits -> ``(N, 1, *out_size)``: up to the input, crop padding, resize."""
+        _, _, nh, nw = self._scale(size)
+        x = F.interpolate(logits, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        x = x[..., :nh, :nw]
+        return F.interpolate(x, size=tuple(out_size), mode="bilinear", align_corners=False)
