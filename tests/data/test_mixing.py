@@ -53,21 +53,27 @@ def test_bcp_mask_block_is_two_thirds(spatial: tuple[int, ...]) -> None:
 
 
 def test_mix_images_labels_and_masks() -> None:
-    mask = torch.tensor([[True, False], [False, True]])
-    a_img, b_img = torch.ones(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)
+    mask = torch.tensor([[True, False, True], [False, True, False], [True, True, False], [False, False, True]])
+    a_img, b_img = torch.ones(2, 3, 4, 3), torch.zeros(2, 3, 4, 3)
     out = mix(a_img, b_img, mask)
-    assert out.shape == (2, 3, 2, 2)
+    assert out.shape == (2, 3, 4, 3)
     assert torch.equal(out[1, 2], mask.float())
-    a_lab, b_lab = torch.full((2, 2, 2), 3, dtype=torch.int64), torch.full((2, 2, 2), 1, dtype=torch.int64)
+    a_lab, b_lab = torch.full((2, 4, 3), 3, dtype=torch.int64), torch.full((2, 4, 3), 1, dtype=torch.int64)
     lab = mix(a_lab, b_lab, mask)
-    assert lab.dtype == torch.int64 and lab[0].tolist() == [[3, 1], [1, 3]]
+    assert lab.dtype == torch.int64 and torch.equal(lab[0], torch.where(mask, 3, 1))
     # bool tensors (e.g. pseudo-label masks) mix too; 0/1 long masks as BCP's are accepted
-    pm = mix(torch.ones(2, 2, 2, dtype=torch.bool), torch.zeros(2, 2, 2, dtype=torch.bool), mask.long())
+    ones, zeros = torch.ones(2, 4, 3, dtype=torch.bool), torch.zeros(2, 4, 3, dtype=torch.bool)
+    pm = mix(ones, zeros, mask.long())
     assert pm.dtype == torch.bool and torch.equal(pm[1], mask)
     # equals the arithmetic form a*m + b*(1-m) for images
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(2, 1, 2, 2, generator=g), torch.randn(2, 1, 2, 2, generator=g)
+    x, y = torch.randn(2, 1, 4, 3, generator=g), torch.randn(2, 1, 4, 3, generator=g)
     torch.testing.assert_close(mix(x, y, mask), x * mask + y * (1 - mask.float()))
+    # a batch-shaped mask (B, *S) against labels of the same shape: elementwise
+    per = torch.stack([mask, ~mask])
+    assert torch.equal(mix(a_lab, b_lab, per)[1], torch.where(~mask, 3, 1))
+    # batch size 1 and one channel: both readings of a (1, H, W) mask agree
+    assert torch.equal(mix(torch.ones(1, 1, 4, 3), torch.zeros(1, 1, 4, 3), mask[None])[0, 0], mask.float())
 
 
 def test_mix_per_image_masks_3d_and_ambiguity() -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from uncol.losses.distill import (
     Projector,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from uncol.teachers.ema import EMA
 
@@ -90,3 +90,17 @@ def test_mismatched_model_raises() -> None:
         ema.update(nn.Linear(2, 2))
     with pytest.raises(ValueError):
         EMA(_net(), momentum=1.5)
+
+
+def test_reset_copies_model_and_restarts_count() -> None:
+    student = _net()
+    ema = EMA(student, warmup=True)
+    _fill(student, 2.0)
+    ema.update(student)
+    _fill(student, 9.0)
+    student[1].running_var.fill_(3.0)
+    ema.reset(student)
+    for a, b in zip(ema.module.state_dict().values(), student.state_dict().values()):
+        assert torch.equal(a, b)
+    assert int(ema.num_updates) == 0 and ema.current_momentum() == 0.0
+    assert all(not p.requires_grad for p in ema.module.parameters())

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class CaseRef:
 
     id: str
     image: Path
-    label: Optional[Path]
+    label: Path | None
 
 
 @dataclass
@@ -68,7 +68,7 @@ class DatasetSpec:
         return self._ndim
 
     @classmethod
-    def load(cls, root: str | Path) -> "DatasetSpec":
+    def load(cls, root: str | Path) -> DatasetSpec:
         """Parse ``root/dataset.json`` (``root`` may also be the json file itself) and check that files exist."""
         root = Path(root)
         jpath = root if root.is_file() else root / "dataset.json"
@@ -121,6 +121,19 @@ def parse_labels(raw: Any, jpath: Path) -> dict[int, str]:
     return dict(sorted(labels.items()))
 
 
+def read_labels(path: str | Path) -> dict[int, str]:
+    """Only the ``labels`` of a ``dataset.json`` (``path``: the file or its folder); no file checks."""
+    jpath = Path(path)
+    jpath = jpath / "dataset.json" if jpath.is_dir() else jpath
+    if not jpath.is_file():
+        raise DataError(f"{jpath}: dataset.json not found; pass the dataset folder or its dataset.json")
+    try:
+        meta = json.loads(jpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{jpath}: not valid JSON ({e}); fix the syntax") from None
+    return parse_labels(meta.get("labels") if isinstance(meta, dict) else None, jpath)
+
+
 def case_id_of(path: str | Path) -> str:
     """File name without extension(s): ``imagesTr/x.nii.gz`` -> ``x``."""
     return split_suffix(path)[0]
@@ -158,9 +171,9 @@ def _file_ndim(path: Path) -> int:
 
         try:
             shape = nib.load(str(path)).shape
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  any nibabel failure is a bad file
             raise DataError(f"{path}: cannot read the NIfTI header ({e}); re-export the file") from None
-        return 3 if len(shape) >= 3 else len(shape)
+        return min(3, len(shape))
     return read_image(path).ndim
 
 
@@ -198,7 +211,8 @@ def import_folder(
     out_dir: str | Path,
     pattern: str = "{stem}",
     label_pattern: str = "{stem}",
-    labels: Optional[dict[int, str]] = None,
+    labels: dict[int, str] | None = None,
+    label_suffix: str | None = None,
 ) -> DatasetSpec:
     """Write ``out_dir/dataset.json`` for two folders of images and labels matched by stem.
 
@@ -208,8 +222,11 @@ def import_folder(
     (readable, finite, same shape, integer labels) before anything is written; an image without a
     label or a label without an image is an error. ``labels`` {index: name} default to the values
     found (0 "background", v "class_v"), which must then be 0..K-1 without gaps.
+    ``label_suffix="_mask"`` is shorthand for ``label_pattern="{stem}_mask"``.
     Paths are written relative to ``out_dir`` when the files lie under it, else absolute.
     """
+    if label_suffix:
+        label_pattern = "{stem}" + label_suffix
     images_dir, labels_dir, out_dir = Path(images_dir), Path(labels_dir), Path(out_dir)
     imgs = _list_by_stem(images_dir, pattern, "image")
     labs = _list_by_stem(labels_dir, label_pattern, "label")
@@ -231,7 +248,7 @@ def import_folder(
         image, label = read_image(imgs[stem]), read_label(labs[stem])
         check_pair(image, label)
         ndims.add(image.ndim)
-        found = set(int(v) for v in np.unique(label.array))
+        found = {int(v) for v in np.unique(label.array)}
         if labels is not None and max(found) >= len(labels):
             raise DataError(f"{label.path}: label value {max(found)} is not among the declared classes 0..{len(labels) - 1}")
         values |= found

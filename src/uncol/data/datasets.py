@@ -20,8 +20,8 @@ Evaluation at native size: ``load_case`` gives the normalised native image; for 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -49,17 +49,22 @@ class EvalCase:
 
     case: str
     image: Tensor
-    label: Optional[np.ndarray]
+    label: np.ndarray | None
     ref: Volume
 
     @property
     def spacing(self) -> tuple[float, ...]:
         return self.ref.spacing
 
+    @property
+    def volume(self) -> Volume:
+        """Alias of ``ref``."""
+        return self.ref
+
 
 def _read_case(
     spec: DatasetSpec, ref: CaseRef, cfg: DataConfig, with_label: bool
-) -> tuple[Volume, np.ndarray, Optional[Volume]]:
+) -> tuple[Volume, np.ndarray, Volume | None]:
     """(image Volume, normalised float32 array, label Volume or None), checked."""
     image = read_image(ref.image, cfg.png_spacing)
     label = None
@@ -94,7 +99,7 @@ def from_model_size(logits: Tensor, size: Sequence[int]) -> Tensor:
     return resize_image(logits, tuple(size))
 
 
-def volume_to_slices(image: Tensor, axis: int, size: Optional[Sequence[int]] = None) -> Tensor:
+def volume_to_slices(image: Tensor, axis: int, size: Sequence[int] | None = None) -> Tensor:
     """``(C, D, H, W)`` -> ``(N, C, h, w)``: the 2D slices along spatial ``axis`` (0..2), resized to ``size``."""
     s = image.movedim(axis + 1, 0)
     return resize_image(s, size) if size is not None else s
@@ -138,7 +143,7 @@ class SegmentationDataset(Dataset):
                 "set it to match (or use data.mode slices for 2D models on 3D volumes)"
             )
         self.images: list[Tensor] = []  # (1, *S) float32: at cfg.size (whole) or native
-        self.labels: list[Optional[Tensor]] = []  # (*S) small integer type
+        self.labels: list[Tensor | None] = []  # (*S) small integer type
         self.spacings: list[Tensor] = []  # (ndim,) of the cached array
         self.items: list[tuple[int, int]] = []  # (case position, slice index or -1)
         for i, cid in enumerate(self.case_ids):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class Volume:
 
     array: np.ndarray
     spacing: tuple[float, ...]
-    affine: Optional[np.ndarray]
+    affine: np.ndarray | None
     path: Path
     header: Any = None
 
@@ -79,6 +79,8 @@ def _read_nifti(path: Path, label: bool) -> tuple[np.ndarray, tuple[float, ...],
     if not label:
         data = data.astype(np.float32, copy=False)
     zooms = tuple(float(z) for z in img.header.get_zooms())
+    if data.size == 0:
+        raise DataError(f"{path}: image has zero size (shape {tuple(img.shape)}); remove or re-export it")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim not in (2, 3):
@@ -104,7 +106,7 @@ def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, 
     return data, (float(png_spacing),) * 2
 
 
-def _read_h5(path: Path, key: str) -> tuple[np.ndarray, Optional[tuple[float, ...]]]:
+def _read_h5(path: Path, key: str) -> tuple[np.ndarray, tuple[float, ...] | None]:
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -139,7 +141,7 @@ def _read(path: str | Path, label: bool, png_spacing: float) -> Volume:
             spacing = sp or (1.0,) * data.ndim
     except DataError:
         raise
-    except Exception as e:  # nibabel / PIL / h5py / zlib raise many types for a broken file
+    except Exception as e:  # noqa: BLE001  nibabel / PIL / h5py / zlib raise many types for a broken file
         raise DataError(f"{path}: cannot read the file ({_reason(e)}); it is truncated or not a valid {fmt} file, re-export it") from None
     if data.size == 0:
         raise DataError(f"{path}: image has zero size (shape {tuple(data.shape)}); remove or re-export it")

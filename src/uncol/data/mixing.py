@@ -8,14 +8,14 @@ bool masks alike. Randomness comes only from the ``generator`` argument (CPU ``t
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["grid_copy_paste_mask", "bcp_mask", "mix"]
+__all__ = ["bcp_mask", "grid_copy_paste_mask", "mix"]
 
-Device = Union[torch.device, str, None]
+Device = torch.device | str | None
 
 
 def _edges(size: int, parts: int) -> list[int]:
@@ -25,9 +25,9 @@ def _edges(size: int, parts: int) -> list[int]:
 
 def grid_copy_paste_mask(
     spatial: Sequence[int],
-    grid: Union[int, Sequence[int]] = 4,
+    grid: int | Sequence[int] = 4,
     ratio: float = 0.6,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     device: Device = None,
 ) -> Tensor:
     """Stage-1 copy-paste mask: a random ``ratio`` of the cells of a regular grid (SPEC §4).
@@ -53,7 +53,7 @@ def grid_copy_paste_mask(
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
     n = math.prod(cells)
-    chosen = torch.randperm(n, generator=generator)[: int(round(ratio * n))]
+    chosen = torch.randperm(n, generator=generator)[: round(ratio * n)]
     cell_mask = torch.zeros(n, dtype=torch.bool)
     cell_mask[chosen] = True
     cell_mask = cell_mask.view(cells)
@@ -66,7 +66,7 @@ def grid_copy_paste_mask(
 def bcp_mask(
     spatial: Sequence[int],
     ratio: float = 2.0 / 3.0,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     centered: bool = False,
     device: Device = None,
 ) -> Tensor:
@@ -96,7 +96,7 @@ def bcp_mask(
     return mask.to(device) if device is not None else mask
 
 
-def _align(mask: Tensor, a: Tensor, spatial_dims: Optional[int]) -> Tensor:
+def _align(mask: Tensor, a: Tensor, spatial_dims: int | None) -> Tensor:
     """Reshape ``mask`` ``(*S)`` / ``(B, *S)`` / ``a.shape`` so that it broadcasts against ``a``."""
     if spatial_dims is not None:
         s = a.shape[a.ndim - spatial_dims :]
@@ -111,7 +111,7 @@ def _align(mask: Tensor, a: Tensor, spatial_dims: Optional[int]) -> Tensor:
     per_image = (
         mask.ndim == a.ndim - 1 and mask.shape[0] == a.shape[0] and tuple(mask.shape[1:]) == tuple(a.shape[2:])
     )
-    if shared and per_image:
+    if shared and per_image and mask.shape[0] != 1:  # with a leading 1 both readings agree
         raise ValueError(f"mask {tuple(mask.shape)} is ambiguous for {tuple(a.shape)}; pass spatial_dims")
     if per_image:
         return mask.unsqueeze(1)
@@ -120,7 +120,7 @@ def _align(mask: Tensor, a: Tensor, spatial_dims: Optional[int]) -> Tensor:
     raise ValueError(f"mask {tuple(mask.shape)} fits neither (*S) nor (B, *S) of {tuple(a.shape)}")
 
 
-def mix(a: Tensor, b: Tensor, mask: Tensor, spatial_dims: Optional[int] = None) -> Tensor:
+def mix(a: Tensor, b: Tensor, mask: Tensor, spatial_dims: int | None = None) -> Tensor:
     """``a`` where ``mask`` else ``b`` (= ``a * mask + b * (1 - mask)`` for a binary mask).
 
     Args:

@@ -10,8 +10,9 @@ full. With ``world_size > 1`` each epoch's permutation is padded to a multiple o
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +27,12 @@ class Batch:
     ``spacing (B, ndim)``, ``index (B,)``. ``unlabeled`` is None for supervised training."""
 
     labeled: dict
-    unlabeled: Optional[dict] = None
+    unlabeled: dict | None = None
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """A copy with every tensor moved to ``device`` (lists such as ``case`` unchanged)."""
 
-        def move(d: Optional[dict]) -> Optional[dict]:
+        def move(d: dict | None) -> dict | None:
             if d is None:
                 return None
             return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in d.items()}
@@ -125,7 +126,7 @@ class TwoStreamLoader:
                 raise DataError(f"the {name} dataset is empty; check the split (data.split.labeled, ratios)")
         bss = [labeled_bs, unlabeled_bs]
         self.streams = [_Stream(len(ds), bss[i], self.seed, i, rank, world_size) for i, ds in enumerate(self.datasets)]
-        self._iters: list[Optional[Iterator[dict]]] = [None] * len(self.streams)
+        self._iters: list[Iterator[dict] | None] = [None] * len(self.streams)
 
     def _iterator(self, i: int) -> Iterator[dict]:
         st, fetch = self.streams[i], _Fetch(self.datasets[i])
@@ -135,7 +136,7 @@ class TwoStreamLoader:
         loader = DataLoader(fetch, batch_size=None, sampler=plans, num_workers=self.num_workers, persistent_workers=False)
         return iter(loader)
 
-    def __iter__(self) -> "TwoStreamLoader":
+    def __iter__(self) -> TwoStreamLoader:
         return self
 
     def __next__(self) -> Batch:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class Split:
         atomic_write_json(Path(path), asdict(self))
 
     @classmethod
-    def load(cls, path: str | Path, labeled: Optional[float] = None, seed: int = 0) -> "Split":
+    def load(cls, path: str | Path, labeled: float | None = None, seed: int = 0) -> Split:
         """Read a split file; without ``labeled`` lists, draw them from ``train`` (needs ``labeled``)."""
         path = Path(path)
         if not path.is_file():
@@ -101,11 +102,11 @@ def _labeled_subset(train: list[str], labeled: float, seed: int) -> list[str]:
     """``labeled`` < 1: that fraction of ``train`` (rounded); >= 1: that count. Seeded, in train order."""
     n = len(train)
     if labeled < 1:
-        k = int(round(labeled * n))
+        k = round(labeled * n)
         if k < 1:
             raise DataError(
                 f"config key 'data.split.labeled'={labeled} leaves 0 of {n} training cases labelled; "
-                f"use at least {0.5 / n:.4g} (rounds to 1 case) or a count >= 1"
+                f"use at least {1 / n:.4g} (1 case) or a count >= 1"
             )
     else:
         k = int(labeled)
@@ -116,7 +117,7 @@ def _labeled_subset(train: list[str], labeled: float, seed: int) -> list[str]:
     return [c for i, c in enumerate(train) if i in chosen]
 
 
-def _groups(case_ids: list[str], group_by: Optional[str]) -> dict[str, list[str]]:
+def _groups(case_ids: list[str], group_by: str | None) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     rx = None
     if group_by:
@@ -156,9 +157,9 @@ def make_split(case_ids: Sequence[str], cfg: SplitConfig) -> Split:
     keys = sorted(groups)
     n = len(keys)
     order = [keys[i] for i in np.random.default_rng([cfg.seed, 0]).permutation(n)]
-    r_train, r_val, r_test = cfg.ratios
-    n_val = max(1, int(round(r_val * n))) if r_val > 0 else 0
-    n_test = max(1, int(round(r_test * n))) if r_test > 0 else 0
+    _, r_val, r_test = cfg.ratios
+    n_val = max(1, round(r_val * n)) if r_val > 0 else 0
+    n_test = max(1, round(r_test * n)) if r_test > 0 else 0
     if n - n_val - n_test < 1:
         raise DataError(
             f"config key 'data.split.ratios'={list(cfg.ratios)} leaves no training cases among {n} "

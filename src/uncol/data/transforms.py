@@ -8,7 +8,7 @@ only from the ``torch.Generator`` passed in, so a seeded generator reproduces th
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,15 +52,19 @@ def normalize(a: np.ndarray, cfg: DataConfig) -> np.ndarray:
 # size
 
 
-def resize_image(x: Tensor, size: Sequence[int]) -> Tensor:
-    """``(C, *S)`` or ``(B, C, *S)`` float -> same with ``*S = size``; bilinear/trilinear (2D antialiased)."""
+def resize_image(x: Tensor, size: Sequence[int], antialias: bool = False) -> Tensor:
+    """``(C, *S)`` or ``(B, C, *S)`` float -> same with ``*S = size``; bilinear/trilinear, ``align_corners=False``.
+
+    ``antialias`` (2D downsampling only) is off by default so that training matches inference,
+    which resizes with plain ``F.interpolate``.
+    """
     batched = x.dim() == len(size) + 2
     xb = x if batched else x[None]
     if tuple(xb.shape[2:]) == tuple(size):
         return x
     mode = "bilinear" if len(size) == 2 else "trilinear"
-    down = any(s < t for s, t in zip(size, xb.shape[2:]))
-    out = F.interpolate(xb.float(), size=tuple(size), mode=mode, align_corners=False, antialias=down and len(size) == 2)
+    aa = antialias and len(size) == 2 and any(s < t for s, t in zip(size, xb.shape[2:]))
+    out = F.interpolate(xb.float(), size=tuple(size), mode=mode, align_corners=False, antialias=aa)
     return out if batched else out[0]
 
 
@@ -92,8 +96,8 @@ def pad_or_crop(x: Tensor, size: Sequence[int], value: float = 0.0) -> Tensor:
 
 
 def random_crop(
-    image: Tensor, label: Optional[Tensor], size: Sequence[int], generator: torch.Generator
-) -> tuple[Tensor, Optional[Tensor]]:
+    image: Tensor, label: Tensor | None, size: Sequence[int], generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
     """A random patch of ``size`` from image ``(C, *S)`` and label ``(*S)``; padded first if smaller
     (image with its minimum, label with 0)."""
     n = len(size)
@@ -135,11 +139,11 @@ def _warp(x: Tensor, grid: Tensor, nearest: bool) -> Tensor:
 
 def random_rotate_flip(
     image: Tensor,
-    label: Optional[Tensor],
+    label: Tensor | None,
     cfg: AugmentConfig,
     generator: torch.Generator,
     extras: Sequence[Tensor] = (),
-) -> tuple[Tensor, Optional[Tensor], list[Tensor]]:
+) -> tuple[Tensor, Tensor | None, list[Tensor]]:
     """Rotate by a uniform angle in ``±cfg.rotate_deg`` in the (H, W) plane, then flip each of the
     last two spatial axes with probability 1/2; identical for image ``(C, *S)``, label ``(*S)`` and
     ``extras`` ``(C', *S)``. Float tensors are interpolated (border padding), integer tensors
@@ -151,7 +155,7 @@ def random_rotate_flip(
     u = torch.rand(3, generator=generator)
     angle = math.radians(cfg.rotate_deg) * (2 * float(u[0]) - 1)
     flips = [n - 2 + i for i in range(2) if cfg.flip and float(u[1 + i]) < 0.5]
-    items: list[Optional[Tensor]] = [image, None if label is None else label[None], *extras]
+    items: list[Tensor | None] = [image, None if label is None else label[None], *extras]
     if cfg.rotate_deg > 0 and angle != 0.0:
         grid = F.affine_grid(rotation_theta(angle, image.shape[1:]), [1, 1, *image.shape[1:]], align_corners=False)
         items = [None if t is None else _warp(t, grid, not t.is_floating_point()) for t in items]

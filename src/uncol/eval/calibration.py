@@ -12,12 +12,12 @@ Measures: :func:`reliability_diagram` / :func:`ece` (equal-width confidence bins
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-Array = Union[torch.Tensor, np.ndarray]
+Array = torch.Tensor | np.ndarray
 
 
 def _t(x: Array) -> torch.Tensor:

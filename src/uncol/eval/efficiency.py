@@ -1,15 +1,18 @@
 """Model size and cost: parameters, MACs, peak memory, latency (paper Table 7; SPEC §7).
 
-MAC conventions (per call, for the given input shape, batch included):
-  * ``macs_paper``: convolutions, transposed convolutions and linear layers (the paper's tables),
-    counted exactly with forward hooks: conv ``out.numel() * C_in/groups * prod(k)``, transposed conv
-    ``in.numel() * C_out/groups * prod(k)``, linear ``in.numel() / F_in * F_in * F_out``. Biases,
-    norms, activations and attention matmuls are not counted.
-  * ``macs_thop``: the same, but a transposed conv counted as thop (``ultralytics/thop``) does,
-    ``out.numel() * C_in/groups * prod(k)`` (stride^d times the exact count). The published V-Net
-    figure (97.9 G at 128^3) and the paper's 3D student (144.45 G) are this count.
-  * ``macs_full``: FLOPs / 2 from :class:`torch.utils.flop_counter.FlopCounterMode`, i.e. also the
-    attention matmuls (``q k^T`` and ``attn v``).
+MAC conventions (per call, for the given input shape, batch included), all from forward hooks
+on convolutions, transposed convolutions and linear layers (biases, norms, activations,
+interpolation and attention matmuls are not counted):
+  * ``macs_exact``: conv ``out.numel() * C_in/groups * prod(k)``, transposed conv
+    ``in.numel() * C_out/groups * prod(k)``, linear ``in.numel() / F_in * F_in * F_out``.
+  * ``macs_paper``: the paper's tables' convention, i.e. thop's (``ultralytics/thop``, used by the
+    authors' code and the semi-supervised literature): as ``macs_exact`` but a transposed conv is
+    counted per *output* position, ``out.numel() * C_in/groups * prod(k)`` (stride^d times the
+    exact count). Identical to ``macs_exact`` for a network without transposed convs (the 2D
+    U-Net/student); it reproduces the published V-Net figure exactly (97.91 G at 128^3, exact 83.82 G).
+  * ``macs_full``: FLOPs / 2 from :class:`torch.utils.flop_counter.FlopCounterMode`, i.e.
+    ``macs_exact`` plus the attention matmuls (``q k^T`` and ``attn v``); it can be below
+    ``macs_paper`` for a network with transposed convs.
 The counts run on the ``meta`` device (shapes only, no memory, no arithmetic), so a 128^3 V-Net is
 counted in a second on a CPU.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import threading
 import time
@@ -48,6 +52,7 @@ def _meta_copy(model: nn.Module) -> nn.Module:
 
 
 def _hook_macs(model: nn.Module, x: Tensor) -> tuple[int, int]:
+    """(exact, thop-convention) conv + linear MACs of ``model(x)``."""
     exact = thop = 0
 
     def hook(m: nn.Module, inp: tuple, out: Tensor) -> None:
@@ -77,7 +82,7 @@ def _hook_macs(model: nn.Module, x: Tensor) -> tuple[int, int]:
 def count_macs(model: nn.Module, input_shape: Sequence[int], exclude: Iterable[str] = DEFAULT_EXCLUDE) -> dict[str, int]:
     """MACs of ``model(x)`` for ``x`` of shape ``input_shape = (B, C, *S)`` (eval mode, on a meta copy).
 
-    Returns ``{"macs_paper", "macs_thop", "macs_full"}`` (see the module docstring). Modules named in
+    Returns ``{"macs_paper", "macs_exact", "macs_full"}`` (see the module docstring). Modules named in
     ``exclude`` never run in ``forward``, so they cost nothing; the argument is kept for symmetry
     with :func:`count_params`.
     """
@@ -89,7 +94,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], exclude: Iterable[s
     exact, thop = _hook_macs(m, x)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         m(x)
-    return {"macs_paper": int(exact), "macs_thop": int(thop), "macs_full": int(fc.get_total_flops() // 2)}
+    return {"macs_paper": int(thop), "macs_exact": int(exact), "macs_full": int(fc.get_total_flops() // 2)}
 
 
 class _RssPeak:
@@ -104,8 +109,8 @@ class _RssPeak:
     def _rss() -> int:
         try:
             with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * (4096 if not hasattr(__import__("os"), "sysconf") else __import__("os").sysconf("SC_PAGE_SIZE"))
-        except OSError:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):  # not Linux: report 0
             return 0
 
     def _run(self) -> None:
@@ -132,7 +137,7 @@ def profile_model(
 ) -> dict[str, object]:
     """Parameters, MACs, peak memory and median latency of one inference ``model(x)``, ``x ~ input_shape``.
 
-    Returns ``{"params", "macs_paper", "macs_thop", "macs_full", "peak_memory_bytes", "memory_method",
+    Returns ``{"params", "macs_paper", "macs_exact", "macs_full", "peak_memory_bytes", "memory_method",
     "latency_ms" (median over ``runs`` after ``warmup``), "latency_runs_ms", "device", "input_shape"}``.
     Memory: on CUDA ``torch.cuda.max_memory_allocated`` during the timed runs minus the memory held
     before them (``memory_method="cuda_max_memory_allocated_delta"``); on CPU the peak resident set

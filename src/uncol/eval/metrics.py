@@ -23,7 +23,8 @@ voxels for ``"medpy"``) and ``missed=True``. A miss never scores a 0 distance.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -161,7 +162,9 @@ class MetricAccumulator:
          "units": "mm" | "voxel"}
     """
 
-    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, convention: str = "standard"):
+    def __init__(
+        self, num_classes: int, class_names: Sequence[str] | None = None, convention: str = "standard"
+    ) -> None:
         _check_convention(convention)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")

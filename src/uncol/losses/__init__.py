@@ -4,13 +4,13 @@ from uncol.losses.distill import Projector, semantic_distill_loss, visual_distil
 from uncol.losses.segmentation import ce_loss, dice_loss, sup_loss
 
 __all__ = [
+    "Projector",
+    "ce_loss",
     "consistency",
+    "dice_loss",
     "distill",
     "segmentation",
-    "Projector",
     "semantic_distill_loss",
-    "visual_distill_loss",
-    "ce_loss",
-    "dice_loss",
     "sup_loss",
+    "visual_distill_loss",
 ]

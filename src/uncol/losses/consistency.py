@@ -16,7 +16,7 @@ Teacher probabilities are treated as constants (detached) everywhere.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +26,10 @@ from uncol.pseudo.uncertainty import entropy, kl_divergence
 
 __all__ = [
     "softmax_mse",
-    "uamt_uncertainty",
     "uamt_consistency",
-    "urpc_rectification",
+    "uamt_uncertainty",
     "urpc_consistency",
+    "urpc_rectification",
 ]
 
 
@@ -51,7 +51,7 @@ def uamt_uncertainty(mc_probs: Tensor) -> Tensor:
 
 
 def uamt_consistency(
-    student_logits: Tensor, teacher_probs: Tensor, uncertainty: Tensor, tau: Union[float, Tensor]
+    student_logits: Tensor, teacher_probs: Tensor, uncertainty: Tensor, tau: float | Tensor
 ) -> Tensor:
     """UA-MT masked consistency ``sum(m (p_stu - p_tea)^2) / (K sum(m) + 1e-16)``, ``m = [U < tau]``.
 

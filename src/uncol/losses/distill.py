@@ -9,21 +9,20 @@ teacher's width by a :class:`Projector` (Linear-GELU-Linear; training-only).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "Projector",
-    "tokens_to_grid",
     "grid_to_tokens",
     "resample_to_grid",
     "resample_tokens",
-    "visual_distill_loss",
     "semantic_distill_loss",
+    "tokens_to_grid",
+    "visual_distill_loss",
 ]
 
 
@@ -33,7 +32,7 @@ class Projector(nn.Module):
     ``hidden`` defaults to ``d_out``. Input ``(..., d_in)`` -> ``(..., d_out)``.
     """
 
-    def __init__(self, d_in: int, d_out: int, hidden: Optional[int] = None) -> None:
+    def __init__(self, d_in: int, d_out: int, hidden: int | None = None) -> None:
         super().__init__()
         h = hidden or d_out
         self.net = nn.Sequential(nn.Linear(d_in, h), nn.GELU(), nn.Linear(h, d_out))
@@ -56,7 +55,7 @@ def grid_to_tokens(features: Tensor) -> Tensor:
     return features.flatten(2).transpose(1, 2)
 
 
-def resample_to_grid(features: Tensor, grid: Sequence[int], src_grid: Optional[Sequence[int]] = None) -> Tensor:
+def resample_to_grid(features: Tensor, grid: Sequence[int], src_grid: Sequence[int] | None = None) -> Tensor:
     """Area-resample a feature map to ``grid`` (2D or 3D).
 
     Args:
@@ -77,7 +76,7 @@ def resample_to_grid(features: Tensor, grid: Sequence[int], src_grid: Optional[S
     return pool(features, grid)
 
 
-def resample_tokens(features: Tensor, grid: Sequence[int], src_grid: Optional[Sequence[int]] = None) -> Tensor:
+def resample_tokens(features: Tensor, grid: Sequence[int], src_grid: Sequence[int] | None = None) -> Tensor:
     """:func:`resample_to_grid` returning tokens ``(B, prod(grid), C)``."""
     return grid_to_tokens(resample_to_grid(features, grid, src_grid))
 

@@ -6,16 +6,14 @@ influence the value or the gradient (their target may be anything in ``[0, K)``)
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dice_loss", "ce_loss", "sup_loss"]
+__all__ = ["ce_loss", "dice_loss", "sup_loss"]
 
 
-def _mask(mask: Optional[Tensor], target: Tensor, dtype: torch.dtype) -> Optional[Tensor]:
+def _mask(mask: Tensor | None, target: Tensor, dtype: torch.dtype) -> Tensor | None:
     if mask is None:
         return None
     if mask.shape != target.shape:
@@ -26,7 +24,7 @@ def _mask(mask: Optional[Tensor], target: Tensor, dtype: torch.dtype) -> Optiona
 def dice_loss(
     logits: Tensor,
     target: Tensor,
-    mask: Optional[Tensor] = None,
+    mask: Tensor | None = None,
     softmax: bool = True,
     smooth: float = 1e-10,
 ) -> Tensor:
@@ -62,7 +60,7 @@ def dice_loss(
     return (1.0 - dice).mean()
 
 
-def ce_loss(logits: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+def ce_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Cross-entropy averaged over the masked voxels only: ``sum(CE * m) / sum(m)``.
 
     0 (with a zero gradient, no NaN) when the mask is empty. ``mask=None``: the plain mean.
@@ -75,6 +73,6 @@ def ce_loss(logits: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Te
     return (ce * m).sum() / m.sum().clamp_min(1e-16)  # empty mask: 0 / 1e-16 = 0, no host sync
 
 
-def sup_loss(logits: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+def sup_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """``0.5 * (CE + Dice)`` (SPEC §4), both restricted to ``mask``; shapes as :func:`dice_loss`."""
     return 0.5 * (ce_loss(logits, target, mask) + dice_loss(logits, target, mask))

@@ -2,10 +2,13 @@
 
 Architecture (from HiLab-git/SSL4MIS ``networks/unet.py``, as used by BCP and the UnCoL code):
 encoder ``in_conv`` + 4 x (max-pool 2, ConvBlock); a ConvBlock is conv3-BN-LeakyReLU-Dropout-conv3-BN-LeakyReLU;
-decoder 4 x (transposed conv k2 s2 to the skip width, concat skip, ConvBlock without dropout);
-head: a 3x3 conv to ``num_classes``. Defaults: feature_chns (16, 32, 64, 128, 256), dropout
-(0.05, 0.1, 0.2, 0.3, 0.5), ``bilinear=False``. 2D, in=1, out=4: 1,813,764 parameters (the
-published "1.81 M"); 2.99 GMACs (conv MACs, exact) per 256x256 slice.
+decoder 4 x (1x1 conv to the skip width + 2x bilinear up-sampling with ``align_corners=True``,
+concat skip, ConvBlock without dropout); head: a 3x3 conv to ``num_classes``. Defaults:
+feature_chns (16, 32, 64, 128, 256), dropout (0.05, 0.1, 0.2, 0.3, 0.5).
+Note: SSL4MIS sets ``'bilinear': False`` in its params dict, but its ``Decoder`` never passes it to
+``UpBlock`` (whose default is ``bilinear=True``), so the network everyone trains and counts uses
+bilinear up-sampling; ``bilinear=False`` (transposed convs, +130 k parameters) is an option here.
+2D, in=1, out=4: 1,813,764 parameters (the published "1.81 M"), 2.95 GMACs per 256x256 slice.
 The bottleneck is ``feature_chns[-1]`` channels at 1/16 of the input size.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ class ConvBlock(nn.Sequential):
 class UpBlock(nn.Module):
     """Up-sample ``x`` (transposed conv, or 1x1 conv + linear interpolation) to the skip's width, concat, ConvBlock."""
 
-    def __init__(self, spatial_dims: int, c_in: int, c_skip: int, c_out: int, bilinear: bool = False) -> None:
+    def __init__(self, spatial_dims: int, c_in: int, c_skip: int, c_out: int, bilinear: bool = True) -> None:
         super().__init__()
         if bilinear:
             mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial_dims]
@@ -72,7 +75,7 @@ class UNet(nn.Module):
         num_classes: int = 2,
         feature_chns: tuple[int, ...] = (16, 32, 64, 128, 256),
         dropout: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5),
-        bilinear: bool = False,
+        bilinear: bool = True,
     ) -> None:
         super().__init__()
         if len(feature_chns) != 5 or len(dropout) != 5:
@@ -116,7 +119,7 @@ class UNetParams:
 
     feature_chns: tuple[int, ...] = (16, 32, 64, 128, 256)
     dropout: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
-    bilinear: bool = False
+    bilinear: bool = True  # the effective SSL4MIS/BCP decoder (see the module docstring)
 
 
 @MODELS.register("unet")

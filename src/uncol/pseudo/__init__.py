@@ -11,18 +11,18 @@ from uncol.pseudo.uapl import FUSION_MODES, PseudoLabel, fuse, largest_component
 from uncol.pseudo.uncertainty import entropy, entropy_from_logits
 
 __all__ = [
-    "schedules",
-    "uapl",
-    "uncertainty",
-    "linear_rampup",
-    "poly_lr",
-    "sigmoid_rampup",
-    "uamt_threshold",
-    "uapl_threshold",
     "FUSION_MODES",
     "PseudoLabel",
-    "fuse",
-    "largest_component",
     "entropy",
     "entropy_from_logits",
+    "fuse",
+    "largest_component",
+    "linear_rampup",
+    "poly_lr",
+    "schedules",
+    "sigmoid_rampup",
+    "uamt_threshold",
+    "uapl",
+    "uapl_threshold",
+    "uncertainty",
 ]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 
 __all__ = [
-    "sigmoid_rampup",
-    "linear_rampup",
     "entropy_threshold",
-    "uapl_threshold",
-    "uamt_threshold",
-    "threshold",
+    "linear_rampup",
     "poly_lr",
+    "sigmoid_rampup",
+    "threshold",
+    "uamt_threshold",
+    "uapl_threshold",
 ]
 
 

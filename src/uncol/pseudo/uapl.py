@@ -19,8 +19,8 @@ the threshold then in ``[0.75, 1]``, see :func:`uncol.pseudo.schedules.uapl_thre
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -28,9 +28,9 @@ from torch import Tensor
 from uncol.pseudo.uncertainty import entropy
 from uncol.registry import Registry
 
-__all__ = ["PseudoLabel", "FUSION_MODES", "fuse", "largest_component"]
+__all__ = ["FUSION_MODES", "PseudoLabel", "fuse", "largest_component"]
 
-Threshold = Union[float, Tensor]
+Threshold = float | Tensor
 
 
 @dataclass
@@ -47,7 +47,7 @@ class PseudoLabel:
     probs: Tensor
 
 
-FusionFn = Callable[[Optional[Tensor], Tensor, Threshold, bool], PseudoLabel]
+FusionFn = Callable[[Tensor | None, Tensor, Threshold, bool], PseudoLabel]
 FUSION_MODES: Registry[FusionFn] = Registry("pseudo-label mode")
 
 
@@ -64,7 +64,7 @@ def _check(p: Tensor, name: str) -> None:
 
 
 @FUSION_MODES.register("uapl")
-def _fuse_uapl(p_g: Optional[Tensor], p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
+def _fuse_uapl(p_g: Tensor | None, p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
     if p_g is None:
         raise ValueError("mode 'uapl' needs the generalized teacher's probabilities p_g (got None)")
     _check(p_g, "p_g")
@@ -83,13 +83,13 @@ def _fuse_uapl(p_g: Optional[Tensor], p_s: Tensor, tau: Threshold, normalize: bo
 
 
 @FUSION_MODES.register("s_only")
-def _fuse_s_only(p_g: Optional[Tensor], p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
+def _fuse_s_only(p_g: Tensor | None, p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
     u_s = entropy(p_s, normalized=normalize)
     return PseudoLabel(label=p_s.argmax(dim=1), mask=u_s < _tau(tau, u_s), probs=p_s)
 
 
 @FUSION_MODES.register("avg")
-def _fuse_avg(p_g: Optional[Tensor], p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
+def _fuse_avg(p_g: Tensor | None, p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
     if p_g is None:
         raise ValueError("mode 'avg' needs the generalized teacher's probabilities p_g (got None)")
     if p_g.shape != p_s.shape:
@@ -101,7 +101,7 @@ def _fuse_avg(p_g: Optional[Tensor], p_s: Tensor, tau: Threshold, normalize: boo
 
 @torch.no_grad()
 def fuse(
-    p_g: Optional[Tensor],
+    p_g: Tensor | None,
     p_s: Tensor,
     tau: Threshold,
     mode: str = "uapl",

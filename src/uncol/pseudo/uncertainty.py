@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "energy_score",
     "entropy",
     "entropy_from_logits",
     "kl_divergence",
     "max_probability",
-    "energy_score",
     "mc_mutual_information",
     "mc_variance",
 ]

@@ -8,8 +8,7 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn as nn
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["EMA"]
 
@@ -27,7 +26,7 @@ class EMA(nn.Module):
 
     The copy is always in ``eval()`` mode with ``requires_grad=False``: ``EMA.train()`` does not
     propagate to it (call ``ema.module.train()`` explicitly for stochastic passes, e.g. UA-MT).
-    ``state_dict`` holds ``module.*`` and ``num_updates``; ``forward`` calls the copy.
+    :meth:`reset` re-initialises the copy from a model. ``state_dict`` holds ``module.*`` and ``num_updates``; ``forward`` calls the copy.
     """
 
     num_updates: Tensor
@@ -44,15 +43,24 @@ class EMA(nn.Module):
         self.module.requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
-    def train(self, mode: bool = True) -> "EMA":
+    def train(self, mode: bool = True) -> EMA:
         """Set this wrapper's flag only; the averaged copy stays in eval mode."""
         self.training = mode
         return self
 
-    def freeze(self, frozen: bool = True) -> "EMA":
+    def freeze(self, frozen: bool = True) -> EMA:
         """Stop (or resume, ``frozen=False``) following the student."""
         self.frozen = frozen
         return self
+
+    @torch.no_grad()
+    def reset(self, model: nn.Module) -> None:
+        """Make the copy equal to ``model`` (parameters and buffers) and restart the update count.
+
+        Used to initialise the specialized teacher from the stage-1 student (SPEC §4).
+        """
+        self.module.load_state_dict(model.state_dict())
+        self.num_updates.zero_()
 
     def current_momentum(self) -> float:
         """The ``alpha`` the next :meth:`update` will use."""

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from torch import Tensor
 
+from uncol.errors import ConfigError
 from uncol.teachers.base import TEACHERS
 from uncol.teachers.checkpoints import file_sha256, load_strict, read_state_dict
 from uncol.teachers.sam2d import SamTeacher2D
@@ -29,6 +30,7 @@ WHAT = "LiteMedSAM (lite_medsam.pth)"
 @dataclass(frozen=True)
 class LiteMedSAMParams:
     stages: tuple[int, ...] = (1, 2, 3)  # TinyViT stages giving the visual features (ours, SPEC §2.1)
+    resample: str = "bicubic"  # image resize to 256: bicubic | bilinear | bilinear_aa | area (ours)
 
 
 def default_checkpoint() -> str:
@@ -72,14 +74,15 @@ class LiteMedSAMTeacher(SamTeacher2D):
     STAGE_DIMS = (64, 128, 160, 320)  # block width of stages 0..3
 
     def __init__(self, checkpoint: Optional[str] = None, params: LiteMedSAMParams = LiteMedSAMParams()) -> None:
-        path = checkpoint or default_checkpoint()
-        super().__init__(img_size=256, resize="longest", checkpoint_id=f"sha256:{file_sha256(path)}")
         if any(s not in (0, 1, 2, 3) for s in params.stages):
-            from uncol.errors import ConfigError
-
-            raise ConfigError(f"config key 'teacher.params.stages' must list TinyViT stages 0..3, got {list(params.stages)}")
+            raise ConfigError(
+                f"config key 'teacher.params.stages' must list TinyViT stages 0..3, got {list(params.stages)}"
+            )
+        path = checkpoint or default_checkpoint()
+        state = read_state_dict(path, WHAT, WHERE)
+        super().__init__(256, "longest", params.resample, f"sha256:{file_sha256(path)}")
         self.image_encoder, self.prompt_encoder, self.mask_decoder = _build_parts()
-        load_strict(self, read_state_dict(path, WHAT, WHERE), path, WHAT, WHERE)
+        load_strict(self, state, path, WHAT, WHERE)
         self.stages = tuple(params.stages)
         self.visual_dims = [self.STAGE_DIMS[s] for s in self.stages]
         self.freeze()

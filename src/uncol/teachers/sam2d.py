@@ -20,6 +20,17 @@ from torch import Tensor, nn
 from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
 
 
+# image resampling to the model input; "bicubic" (no antialiasing) keeps thin bright structures such as
+# the fetal skull and scored best with LiteMedSAM on HC18 (6 images, tight boxes: bicubic 0.906,
+# bilinear 0.899, area 0.870, bilinear+antialias 0.868 mean Dice)
+RESAMPLE: dict[str, dict] = {
+    "bicubic": {"mode": "bicubic", "align_corners": False},
+    "bilinear": {"mode": "bilinear", "align_corners": False},
+    "bilinear_aa": {"mode": "bilinear", "align_corners": False, "antialias": True},
+    "area": {"mode": "area"},
+}
+
+
 def run_mask_decoder(
     decoder: nn.Module, image_emb: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -46,12 +57,17 @@ class SamTeacher2D(Teacher):
     embed_dim = 256
     prompt_kind = "box"
 
-    def __init__(self, img_size: int, resize: str, checkpoint_id: str) -> None:
+    def __init__(self, img_size: int, resize: str, resample: str, checkpoint_id: str) -> None:
         super().__init__()
         if resize not in ("longest", "stretch"):
             raise ValueError(f"resize must be 'longest' or 'stretch', got {resize!r}")
+        if resample not in RESAMPLE:
+            from uncol.errors import ConfigError
+
+            raise ConfigError(f"config key 'teacher.params.resample' must be one of {sorted(RESAMPLE)}, got {resample!r}")
         self.img_size = img_size
         self.resize = resize
+        self.resample = resample
         self.checkpoint_id = checkpoint_id
 
     # --- geometry -----------------------------------------------------------------------------
@@ -72,12 +88,12 @@ class SamTeacher2D(Teacher):
         x = (x - lo) / (hi - lo).clamp_min(1e-8)
         _, _, nh, nw = self._scale(tuple(images.shape[2:]))
         if (nh, nw) != tuple(x.shape[2:]):
-            x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x, size=(nh, nw), **RESAMPLE[self.resample]).clamp(0.0, 1.0)
         x = F.pad(x, (0, self.img_size - nw, 0, self.img_size - nh))
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
     def fingerprint(self) -> str:
-        return f"{type(self).__name__}|ckpt={self.checkpoint_id}|size={self.img_size}|resize={self.resize}|minmax01"
+        return f"{type(self).__name__}|ckpt={self.checkpoint_id}|size={self.img_size}|resize={self.resize}|resample={self.resample}|minmax01"
 
     # --- the two calls ------------------------------------------------------------------------
     def _encode_input(self, x: Tensor) -> tuple[list[Tensor], Tensor]:

@@ -10,8 +10,9 @@ Each preparer is registered in ``PREPARERS`` under its name and has the signatur
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from uncol.errors import ConfigError
 from uncol.registry import Registry
@@ -45,6 +46,6 @@ def prepare(name: str, raw_dir: str | Path, out_dir: str | Path, download: bool 
     return fn(Path(raw_dir), Path(out_dir), download=download, seed=seed, **opts)
 
 
-from uncol.data.prepare import imagetbad, msd, oasis2d, pancreas_ct  # noqa: E402,F401  (fills PREPARERS)
+from uncol.data.prepare import imagetbad, msd, oasis2d, pancreas_ct  # noqa: F401  (fills PREPARERS)
 
-__all__ = ["PREPARERS", "prepare", "options"]
+__all__ = ["PREPARERS", "options", "prepare"]

@@ -7,9 +7,9 @@ Every prepared dataset folder has the same layout (MSD / nnU-Net style)::
                                  "label": "./labelsTr/<id>.nii.gz"}], plus name/licence/reference
       imagesTr/<id>.nii.gz       float32 image (2D or 3D NIfTI, affine keeps the voxel spacing in mm)
       labelsTr/<id>.nii.gz       uint8 label map, values in [0, num_classes)
-      splits/trial_<k>.json      {"train", "val", "test", "labeled", "unlabeled"}: all train cases labelled
-      splits/trial_<k>_labeled_<pct>.json   same train/val/test, "labeled" = the first N of the trial's
-                                 seeded train order (nested: the 5 % set is inside the 10 % set)
+      splits/trial_<k>.json      {"train", "val", "test", "meta"}: data.split.labeled then draws the labelled set
+      splits/trial_<k>_labeled_<pct>.json   same train/val/test plus "labeled" = the first N of the trial's
+                                 seeded train order, "unlabeled" = the rest (nested: 5 % inside 10 %)
       prepare_info.json          preparer, options, seed, sources, label mapping, per-case shapes
 
 The folder is written to a hidden temp folder next to OUT and renamed at the end, so a failure never
@@ -26,8 +26,10 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +37,12 @@ from uncol.engine.io import atomic_write_json
 from uncol.errors import DataError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def nifti_errors() -> tuple[type[BaseException], ...]:
+    from nibabel.filebasedimages import ImageFileError
+
+    return (ImageFileError, OSError, EOFError, ValueError, zlib.error)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -63,12 +71,13 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a NIfTI file -> (array in nibabel (x, y[, z]) voxel order, 4x4 affine)."""
     import nibabel as nib
 
+    errors = nifti_errors()
     try:
         img = nib.load(str(path))
         return np.asarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the --raw folder") from None
-    except Exception as exc:  # nibabel raises several types for corrupt files
+    except errors as exc:
         raise DataError(f"{path} is not a readable NIfTI file ({exc}); re-download it") from None
 
 
@@ -98,7 +107,7 @@ def as_label(array: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_label_values(label: np.ndarray, allowed: Sequence[int], path: Path) -> None:
-    extra = sorted(set(np.unique(label).tolist()) - set(int(a) for a in allowed))
+    extra = sorted(set(np.unique(label).tolist()) - {int(a) for a in allowed})
     if extra:
         raise DataError(f"{path} has label values {extra} outside the expected {sorted(allowed)}; "
                         "check that the file belongs to this dataset release")
@@ -175,18 +184,26 @@ def trial_splits(ids: Sequence[str], seed: int, n_trials: int = 5,
 
 
 def labeled_count(n_train: int, fraction: float) -> int:
-    return max(1, int(math.floor(n_train * fraction + 0.5)))
+    return max(1, math.floor(n_train * fraction + 0.5))
 
 
-def split_record(train: list[str], val: list[str], test: list[str], n_labeled: int | None) -> dict[str, list[str]]:
-    """The split file content; ``n_labeled=None`` marks every training case labelled."""
-    n = len(train) if n_labeled is None else n_labeled
-    return {"train": list(train), "val": list(val), "test": list(test),
-            "labeled": list(train[:n]), "unlabeled": list(train[n:])}
+def split_record(train: list[str], val: list[str], test: list[str], n_labeled: int | None,
+                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A split file for ``uncol.data.splits.Split.load``.
+
+    ``n_labeled=None`` leaves out ``labeled``/``unlabeled`` so that ``data.split.labeled`` draws them;
+    otherwise ``labeled`` is the first ``n_labeled`` of ``train`` and ``unlabeled`` the rest.
+    """
+    rec: dict[str, Any] = {"train": list(train), "val": list(val), "test": list(test)}
+    if n_labeled is not None:
+        rec.update(labeled=list(train[:n_labeled]), unlabeled=list(train[n_labeled:]))
+    if meta:
+        rec["meta"] = dict(meta)
+    return rec
 
 
-def write_split_files(root: Path, trials: list[dict[str, list[str]]],
-                      labeled: dict[int, int | float]) -> list[str]:
+def write_split_files(root: Path, trials: list[dict[str, list[str]]], labeled: dict[float, int | float],
+                      meta: dict[str, Any] | None = None) -> list[str]:
     """Write ``splits/trial_k.json`` and ``splits/trial_k_labeled_<pct>.json``; return the file names.
 
     ``labeled`` maps a percentage (for the file name) to a fraction of the train set (float < 1)
@@ -194,10 +211,12 @@ def write_split_files(root: Path, trials: list[dict[str, list[str]]],
     """
     names = []
     for k, t in enumerate(trials):
-        files = {f"trial_{k}.json": split_record(t["train"], t["val"], t["test"], None)}
+        m = {**(meta or {}), "trial": k}
+        files = {f"trial_{k}.json": split_record(t["train"], t["val"], t["test"], None, m)}
         for pct, amount in labeled.items():
             n = amount if isinstance(amount, int) else labeled_count(len(t["train"]), amount)
-            files[f"trial_{k}_labeled_{pct:g}.json"] = split_record(t["train"], t["val"], t["test"], n)
+            files[f"trial_{k}_labeled_{pct:g}.json"] = split_record(
+                t["train"], t["val"], t["test"], n, {**m, "labeled_percent": pct})
         for name, rec in files.items():
             atomic_write_json(root / "splits" / name, rec)
             names.append(f"splits/{name}")
@@ -269,7 +288,7 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:  # noqa: S310 (fixed https URLs)
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:
             shutil.copyfileobj(r, f, length=1 << 20)
         got = _digest(Path(tmp), algo)
         if got != want:
@@ -297,4 +316,4 @@ def extract_tar(archive: Path, dest: Path) -> None:
         for m in tar.getmembers():
             if not (dest / m.name).resolve().is_relative_to(dest) or m.issym() or m.islnk():
                 raise DataError(f"{archive} has an unsafe member {m.name!r}; re-download it")
-        tar.extractall(dest)  # noqa: S202 (members checked above)
+        tar.extractall(dest)

@@ -25,10 +25,23 @@ import numpy as np
 
 from uncol import __version__
 from uncol.data.prepare import PREPARERS
-from uncol.data.prepare.common import (as_label, check_label_values, load_nifti, require_count,
-                                       resample_shape, resize, resized_affine, save_nifti, short_list,
-                                       spacing_of, staged_output, trial_splits, write_dataset_json,
-                                       write_info, write_split_files)
+from uncol.data.prepare.common import (
+    as_label,
+    check_label_values,
+    load_nifti,
+    require_count,
+    resample_shape,
+    resize,
+    resized_affine,
+    save_nifti,
+    short_list,
+    spacing_of,
+    staged_output,
+    trial_splits,
+    write_dataset_json,
+    write_info,
+    write_split_files,
+)
 from uncol.errors import ConfigError, DataError
 
 N_CASES = 100
@@ -112,7 +125,8 @@ def prepare_imagetbad(raw_dir: Path, out_dir: Path, *, download: bool = False, s
                            modality="CT", reference="Yao et al. 2021, Front. Physiol. 12:732711 (ImageTBAD)",
                            licence="see the ImageTBAD release (github.com/XiaoweiXu/Dataset_Type-B-Aortic-Dissection)")
         trials = trial_splits(ids, seed, n_trials)
-        files = write_split_files(tmp, trials, {round(f * 100, 2): float(f) for f in labeled_fractions})
+        files = write_split_files(tmp, trials, {round(f * 100, 2): float(f) for f in labeled_fractions},
+                                  {"seed": seed, "made_by": "uncol data prepare imagetbad"})
         write_info(tmp, {"preparer": "imagetbad", "uncol_version": __version__, "seed": seed,
                          "options": {"size": size, "thrombus": thrombus, "clip": clip, "n_trials": n_trials,
                                      "labeled_fractions": labeled_fractions, "allow_partial": allow_partial},

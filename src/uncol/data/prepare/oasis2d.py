@@ -22,10 +22,23 @@ import numpy as np
 
 from uncol import __version__
 from uncol.data.prepare import PREPARERS
-from uncol.data.prepare.common import (as_label, download as fetch, extract_tar, load_nifti,
-                                       require_count, resize, resized_affine, save_nifti, short_list,
-                                       spacing_of, staged_output, trial_splits, write_dataset_json,
-                                       write_info, write_split_files)
+from uncol.data.prepare.common import (
+    as_label,
+    extract_tar,
+    load_nifti,
+    require_count,
+    resize,
+    resized_affine,
+    save_nifti,
+    short_list,
+    spacing_of,
+    staged_output,
+    trial_splits,
+    write_dataset_json,
+    write_info,
+    write_split_files,
+)
+from uncol.data.prepare.common import download as fetch
 from uncol.errors import DataError
 
 URL = "https://surfer.nmr.mgh.harvard.edu/ftp/data/neurite/data/neurite-oasis.2d.v1.0.tar"
@@ -154,7 +167,8 @@ def prepare_oasis2d(raw_dir: Path, out_dir: Path, *, download: bool = False, see
                            reference="Marcus et al. 2007 (OASIS); Hoopes et al. 2022 (HyperMorph, neurite-oasis)",
                            licence="OASIS Data Use Agreement (oasis-brains.org)")
         trials = trial_splits(subjects, seed, n_trials)
-        files = write_split_files(tmp, trials, {round(f * 100, 2): float(f) for f in labeled_fractions})
+        files = write_split_files(tmp, trials, {round(f * 100, 2): float(f) for f in labeled_fractions},
+                                  {"seed": seed, "made_by": "uncol data prepare oasis2d"})
         write_info(tmp, {"preparer": "oasis2d", "uncol_version": __version__, "seed": seed,
                          "options": {"size": size, "labeled_fractions": labeled_fractions, "n_trials": n_trials,
                                      "allow_partial": allow_partial},

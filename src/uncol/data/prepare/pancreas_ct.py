@@ -27,10 +27,22 @@ import numpy as np
 
 from uncol import __version__
 from uncol.data.prepare import PREPARERS
-from uncol.data.prepare.common import (as_label, check_label_values, cropped_affine, load_nifti,
-                                       require_count, resample_shape, resize, resized_affine, save_nifti,
-                                       spacing_of, split_record, staged_output, write_dataset_json,
-                                       write_info)
+from uncol.data.prepare.common import (
+    as_label,
+    check_label_values,
+    cropped_affine,
+    load_nifti,
+    require_count,
+    resample_shape,
+    resize,
+    resized_affine,
+    save_nifti,
+    spacing_of,
+    split_record,
+    staged_output,
+    write_dataset_json,
+    write_info,
+)
 from uncol.engine.io import atomic_write_json
 from uncol.errors import DataError
 
@@ -136,7 +148,8 @@ def prepare_pancreas_ct(raw_dir: Path, out_dir: Path, *, download: bool = False,
     images, labels = _index(raw_dir)
     wanted = TRAIN + TEST
     complete = [n for n in wanted if n in images and n in labels]
-    missing = [f"{'image' if n not in images else 'label'}{n:04d}" for n in wanted if n not in complete]
+    missing = [f"image{n:04d}" if n in labels else f"label{n:04d}" if n in images else f"case {n:04d}"
+               for n in wanted if n not in complete]
     require_count([case_id(n) for n in complete], len(wanted), "Pancreas-CT cases (image + label)",
                   raw_dir, allow_partial, missing)
 
@@ -166,9 +179,12 @@ def prepare_pancreas_ct(raw_dir: Path, out_dir: Path, *, download: bool = False,
                            licence="CC BY 3.0 (TCIA Pancreas-CT)")
         train = [case_id(n) for n in TRAIN if n in complete]
         test = [case_id(n) for n in TEST if n in complete]
-        files = {"trial_0.json": split_record(train, [], test, None)}
+        meta = {"seed": seed, "trial": 0, "made_by": "uncol data prepare pancreas-ct",
+                "source": "ycwu1997/MC-Net train.list/test.list"}
+        files = {"trial_0.json": split_record(train, [], test, None, meta)}
         for pct, n_lab in LABELED.items():
-            files[f"trial_0_labeled_{pct}.json"] = split_record(train, [], test, min(n_lab, len(train)))
+            files[f"trial_0_labeled_{pct}.json"] = split_record(train, [], test, min(n_lab, len(train)),
+                                                                {**meta, "labeled_percent": pct})
         for name, rec in files.items():
             atomic_write_json(tmp / "splits" / name, rec)
         write_info(tmp, {"preparer": "pancreas-ct", "uncol_version": __version__, "seed": seed,

@@ -10,7 +10,8 @@ and shapes must match for a strict checkpoint load; the code below is our own):
   official code does. With the ``vit_b_ori`` settings (grid 8³, window 14) every windowed block
   therefore attends over one padded 14³ window.
 - ``attn``: fused ``qkv`` + ``proj``; decomposed relative positions ``rel_pos_d/h/w`` of shape
-  (2·n − 1, head_dim), n = window size (windowed blocks) or the grid size (global blocks).
+  (2·n − 1, head_dim), n = window size (windowed blocks) or the grid size (global blocks), combined
+  the way the official code combines them (see :meth:`Attention3D._rel_bias`: not textbook MViTv2).
 - ``neck``: Conv3d 1×1 (no bias) → LayerNorm3d → Conv3d 3×3×3 (no bias, pad 1) → LayerNorm3d.
 """
 from __future__ import annotations
@@ -89,14 +90,25 @@ class Attention3D(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * w - 1, self.head_dim))
 
     def _rel_bias(self, q: Tensor, grid: tuple[int, int, int]) -> Tensor:
-        """Additive attention bias (B·heads, N, N) from the query (B·heads, N, c) and the three tables."""
+        """Additive attention bias (B·heads, N, N) from the query (B·heads, N, c) and the three tables.
+
+        With r_a[b, i, k] = q[b, i] · R_a[i_a, k] (a ∈ {d, h, w}, i = (i_d, i_h, i_w) the query cell) the
+        official code adds, to the logit of query i and key j = (j_d, j_h, j_w),
+        ``r_d[i_d, i_h, i_w; j_w] + r_h[i_d, i_h, j_d; j_w] + r_w[i_d, i_h, j_h; j_w]`` — not the
+        MViTv2 form r_d[i; j_d] + r_h[i; j_h] + r_w[i; j_w]: its 3D port kept 2D SAM's broadcasting
+        indices on 5-D tensors. The released weights were trained with this term, so it is reproduced
+        exactly (it needs a cubic grid, which SAM-Med3D always has).
+        """
         d, h, w = grid
+        if not d == h == w:
+            raise ValueError(f"SAM-Med3D attention needs a cubic token grid, got {grid}")
         bh, n, c = q.shape
         qg = q.reshape(bh, d, h, w, c)
-        bd = torch.einsum("bdhwc,dkc->bdhwk", qg, _relative_table(self.rel_pos_d, d))
-        bhh = torch.einsum("bdhwc,hkc->bdhwk", qg, _relative_table(self.rel_pos_h, h))
-        bw = torch.einsum("bdhwc,wkc->bdhwk", qg, _relative_table(self.rel_pos_w, w))
-        bias = bd[..., :, None, None] + bhh[..., None, :, None] + bw[..., None, None, :]
+        r_d = torch.einsum("bdhwc,dkc->bdhwk", qg, _relative_table(self.rel_pos_d, d))
+        r_h = torch.einsum("bdhwc,hkc->bdhwk", qg, _relative_table(self.rel_pos_h, h))
+        r_w = torch.einsum("bdhwc,wkc->bdhwk", qg, _relative_table(self.rel_pos_w, w))
+        # target layout (b, i_d, i_h, i_w, j_d, j_h, j_w); the last axis of every r_a runs over j_w
+        bias = r_d[:, :, :, :, None, None, :] + r_h[:, :, :, None, :, None, :] + r_w[:, :, :, None, None, :, :]
         return bias.reshape(bh, n, n)
 
     def forward(self, x: Tensor) -> Tensor:
