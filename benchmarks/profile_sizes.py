@@ -5,6 +5,7 @@
 
 MACs per image/volume (batch 1, 1 input channel); conventions in ``uncol.eval.efficiency``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def per_component(model: nn.Module, shape: tuple[int, ...]) -> dict[str, list[fl
                 n = inp[0].numel() * mod.out_features
                 acc[top][1] += n
                 acc[top][2] += n
+
         return hook
 
     for name, mod in m.named_modules():
@@ -63,22 +65,30 @@ def main() -> None:
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    print(f"{'model':<15}{'dims':>5}{'K':>3}  {'params':>12} {'paper':>7} {'Δ':>7}  {'GMACs paper':>11} {'paper':>7} {'Δ':>7}"
-          f"  {'exact':>8} {'full':>8}  source")
+    print(
+        f"{'model':<15}{'dims':>5}{'K':>3}  {'params':>12} {'paper':>7} {'Δ':>7}  {'GMACs paper':>11} {'paper':>7} {'Δ':>7}"
+        f"  {'exact':>8} {'full':>8}  source"
+    )
     for name, d, k, shape, p_ref, m_ref, src in CASES:
         model = build_model(ModelConfig(name=name), d, k)
         n = count_params(model)
         macs = count_macs(model, shape)
         g = macs["macs_paper"] / 1e9
-        print(f"{name:<15}{d:>5}{k:>3}  {n:>12,} {p_ref:>6.2f}M {100 * (n / 1e6 / p_ref - 1):>+6.1f}%"
-              f"  {g:>11.3f} {m_ref:>7.2f} {100 * (g / m_ref - 1):>+6.1f}%"
-              f"  {macs['macs_exact'] / 1e9:>8.3f} {macs['macs_full'] / 1e9:>8.3f}  {src}")
+        print(
+            f"{name:<15}{d:>5}{k:>3}  {n:>12,} {p_ref:>6.2f}M {100 * (n / 1e6 / p_ref - 1):>+6.1f}%"
+            f"  {g:>11.3f} {m_ref:>7.2f} {100 * (g / m_ref - 1):>+6.1f}%"
+            f"  {macs['macs_exact'] / 1e9:>8.3f} {macs['macs_full'] / 1e9:>8.3f}  {src}"
+        )
         if name == "uncol_student":
             for comp, (pp, me, mp) in per_component(model, shape).items():
-                print(f"    {comp:<16} params {int(pp):>11,}   GMACs exact {me / 1e9:8.3f}   paper {mp / 1e9:8.3f}")
+                print(
+                    f"    {comp:<16} params {int(pp):>11,}   GMACs exact {me / 1e9:8.3f}   paper {mp / 1e9:8.3f}"
+                )
         if args.latency:
             r = profile_model(model, shape, args.device, warmup=1, runs=3)
-            print(f"    latency {r['latency_ms']:.1f} ms, peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB ({r['memory_method']}) on {r['device']}")
+            print(
+                f"    latency {r['latency_ms']:.1f} ms, peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB ({r['memory_method']}) on {r['device']}"
+            )
 
 
 if __name__ == "__main__":

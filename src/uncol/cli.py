@@ -27,10 +27,11 @@ def _print_metrics(res: dict[str, Any], title: str) -> None:
 @COMMANDS.register("train")
 def cmd_train(a: argparse.Namespace) -> int:
     from uncol.config import load_config
-    from uncol.engine import train_entry
+    from uncol.engine import train_argv, train_entry
 
     cfg = load_config(a.config, a.set)
-    summary = train_entry(cfg, Path(a.out), resume=a.resume, stages=a.stage, nproc=a.nproc)
+    argv = train_argv(a.config, a.out, a.set, resume=a.resume, stages=a.stage)
+    summary = train_entry(cfg, Path(a.out), resume=a.resume, stages=a.stage, nproc=a.nproc, argv=argv)
     if summary is not None:
         print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0

@@ -29,7 +29,7 @@ T = TypeVar("T")
 class SplitConfig:
     ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train/val/test; paper: 7:1:2
     seed: int = 0
-    labeled: float = 0.1  # < 1: ratio of the training cases; >= 1: a count
+    labeled: Union[int, float] = 0.1  # a float <= 1: ratio of the training cases (1.0 = all); an int: a count
     group_by: Optional[str] = None  # regex with one group: cases sharing it stay in one split (e.g. subject)
     file: Optional[str] = None  # an existing split JSON to reuse exactly (overrides ratios/seed)
 
@@ -47,7 +47,7 @@ class DataConfig:
     spatial_dims: int = 2  # 2 or 3: the dimensionality the *model* sees
     mode: str = "whole"  # whole | patch | slices (3D volume served as 2D slices)
     size: tuple[int, ...] = (256, 256)  # training size (resize/pad) or patch size
-    slice_axis: int = 2  # for mode=slices
+    slice_axis: int = 0  # for mode=slices: spatial axis in torch order (D,H,W); 0 = NIfTI z
     normalize: str = "zscore"  # zscore (percentile clip + z-score, MR/US) | ct (window) | none
     ct_window: tuple[float, float] = (-125.0, 275.0)
     percentiles: tuple[float, float] = (0.5, 99.5)

@@ -1,4 +1,5 @@
 """Efficiency: parameter and MAC counts against hand formulas; the profile dict."""
+
 from __future__ import annotations
 
 import torch

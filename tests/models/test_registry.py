@@ -1,4 +1,5 @@
 """Every registered model: a tiny forward + backward in 2D and 3D; build errors."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """UnCoL student: sizes of paper Table 7, token grid, adapter, knowledge routing, MC-dropout."""
+
 from __future__ import annotations
 
 import pytest
@@ -87,8 +88,13 @@ def test_vit_knowledge_of_the_specialized_teacher() -> None:
     # the student's own last layer as vit_knowledge = plain inference
     own_tokens = m.forward_features(x).vit_tokens[-1]
     assert torch.allclose(m.forward_features(x, vit_knowledge=own_tokens).logits, m(x), atol=1e-6)
-    with pytest.raises(ValueError, match="not both"):
-        m.forward_features(x, teacher_knowledge=torch.randn(2, 3, 256), vit_knowledge=tokens)
+    # both given (a BCP-mixed image): the two projected sequences are concatenated as key/value
+    know = torch.randn(2, 3, 256)
+    both = m.forward_features(x, teacher_knowledge=know, vit_knowledge=tokens)
+    assert both.knowledge.shape[1] == 3 + tokens.shape[1]
+    assert torch.allclose(both.knowledge[:, :3], m.teacher_kv_proj(know))
+    assert torch.allclose(both.knowledge[:, 3:], m.own_knowledge(tokens, out.grid))
+    assert m.token_grid((32, 16, 16)) == (2, 1, 1) == out.grid
 
 
 def test_adapter_shapes_and_residual() -> None:
@@ -142,5 +148,5 @@ def test_params_validation_names_the_key() -> None:
 def test_overrides_change_the_architecture() -> None:
     m = _student(2, vit_dim=192, vit_mlp_dim=576, neck_dim=0, out_heads=1, backbone="vnet")
     assert m.vit.dim == 192 and m.neck is None and len(m.heads) == 1
-    assert m.adapter.kv_dim == 192
+    assert m.adapter.kv_dim == m.kv_dim == m.vit_dim == 192
     assert m.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 3, 32, 32)

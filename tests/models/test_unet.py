@@ -1,4 +1,5 @@
 """U-Net: the published size, shapes in 2D and 3D, the encoder/decoder split."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """V-Net: the published size and MACs, shapes in 3D and 2D, dropout switch."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,9 @@ def test_param_count_matches_published() -> None:
     m = build_model(ModelConfig(name="vnet"), 3, 2)
     n = count_params(m)
     assert n == 9_448_866
-    bn = sum(p.numel() for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm3d) for p in mod.parameters())
+    bn = sum(
+        p.numel() for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm3d) for p in mod.parameters()
+    )
     assert n - bn == 9_443_266
     assert abs(n / 9.44e6 - 1) < 0.005
 

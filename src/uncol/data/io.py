@@ -100,7 +100,8 @@ def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, 
         if label:
             data = np.array(im.convert("L") if im.mode in ("RGB", "RGBA", "LA") else im)
         else:
-            data = np.array(im.convert("L") if im.mode not in ("L", "I", "I;16", "F") else im)
+            keep = im.mode in ("L", "F") or im.mode.startswith("I")  # 8/16/32-bit gray as stored
+            data = np.array(im if keep else im.convert("L"))
     if data.ndim != 2:
         raise DataError(f"{path}: PNG has shape {data.shape}; expected a gray or RGB image")
     return data, (float(png_spacing),) * 2

@@ -6,7 +6,14 @@ full. With ``world_size > 1`` each epoch's permutation is padded to a multiple o
 (repeating its head) and rank ``r`` takes every ``world_size``-th index from ``r``, exactly as
 ``torch.utils.data.DistributedSampler``. Datasets with ``get_seeded(index, seed)`` (see
 :class:`~uncol.data.datasets.SegmentationDataset`) get a per-sample seed derived from
-(seed, stream, epoch, position, rank), so a resumed run reproduces the augmentation too.
+(seed, stream, epoch, position in the global permutation), so a resumed run reproduces the
+augmentation too.
+
+Global batch = the same samples whatever the world size: with per-rank batch ``b`` and ``world_size``
+``W``, step ``k`` of rank ``r`` takes global positions ``(k*b + j)*W + r`` (``j < b``), so the ranks
+together take positions ``k*b*W ... (k+1)*b*W - 1``: exactly the batch of one process with batch
+``b*W`` (same samples, same augmentation seeds, only their order within the batch differs), as long
+as ``W`` divides the stream's length (otherwise the padded tail repeats a few samples each epoch).
 """
 from __future__ import annotations
 
@@ -71,7 +78,10 @@ class _Stream:
                 if pos >= self.per_rank:
                     epoch, pos = epoch + 1, 0
                     perm = self.perm(epoch)
-                out.append((perm[pos], _mix(self.seed, self.sid, epoch, pos, self.rank)))
+                # seed from the place in the *global* (padded) permutation: the same sample gets the same
+                # augmentation whatever the world size (world 1: gpos = pos, as before)
+                gpos = pos * self.world + self.rank
+                out.append((perm[pos], _mix(self.seed, self.sid, epoch, gpos, 0)))
                 pos += 1
             yield out
 

@@ -99,9 +99,12 @@ def _check(s: Split, where: str) -> None:
 
 
 def _labeled_subset(train: list[str], labeled: float, seed: int) -> list[str]:
-    """``labeled`` < 1: that fraction of ``train`` (rounded); >= 1: that count. Seeded, in train order."""
+    """A float ``labeled`` <= 1: that fraction of ``train`` (rounded; 1.0 = all); an int: that count.
+
+    YAML keeps the distinction: ``labeled: 0.05`` and ``labeled: 1.0`` are ratios, ``labeled: 4`` a count.
+    Seeded, in train order."""
     n = len(train)
-    if labeled < 1:
+    if isinstance(labeled, float) and labeled <= 1:
         k = round(labeled * n)
         if k < 1:
             raise DataError(

@@ -10,23 +10,63 @@ from typing import Any
 from uncol.config import Config
 
 
+def train_argv(config: str | None, out: str | Path, overrides: list[str], resume: bool = False,
+               stages: list[str] | None = None) -> list[str]:
+    """The ``uncol train ...`` arguments that reproduce a call (what ``--nproc`` hands to each rank)."""
+    argv = ["train", *([str(config)] if config else []), "--out", str(out)]
+    for item in overrides:
+        argv += ["--set", item]
+    if resume:
+        argv.append("--resume")
+    for s in stages or []:
+        argv += ["--stage", s]
+    return argv
+
+
+def preflight(cfg: Config, out: Path, resume: bool) -> None:
+    """Cheap checks before processes are launched: output folder, dataset description, split, names.
+
+    Each rank re-checks everything (and reads the data) itself; this only turns the common mistakes
+    into one ``error:`` line from the launcher instead of one per rank plus torchrun's report.
+    """
+    from uncol.data.dataset import DatasetSpec
+    from uncol.engine.setup import check_out_dir, load_split
+    from uncol.errors import ConfigError
+    from uncol.methods import METHODS
+    from uncol.models import MODELS
+
+    check_out_dir(out)
+    METHODS.get(cfg.method.name)
+    MODELS.get(cfg.model.name)
+    if cfg.teacher.name != "none":
+        from uncol.teachers import TEACHERS
+
+        TEACHERS.get(cfg.teacher.name)
+    if not cfg.data.root:
+        raise ConfigError("config key 'data.root' is empty: set it to a dataset folder with dataset.json")
+    load_split(cfg, DatasetSpec.load(Path(cfg.data.root)), out, resume)
+
+
 def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] | None = None,
-                nproc: int = 1) -> dict[str, Any] | None:
+                nproc: int = 1, argv: list[str] | None = None) -> dict[str, Any] | None:
     """Run training in this process, under ``torchrun`` (``WORLD_SIZE`` set), or launch ``nproc`` processes.
 
-    ``uncol train --nproc N`` re-runs the same command through ``torch.distributed.run``; each rank
-    then initialises the process group (gloo on CPU, nccl on GPU) and only rank 0 writes files.
+    ``uncol train --nproc N`` re-runs ``argv`` (the ``uncol`` arguments, ``--nproc`` excluded) through
+    ``python -m torch.distributed.run --standalone --nproc_per_node N -m uncol``; each rank then
+    initialises the process group (gloo on CPU, nccl on GPU) and only rank 0 writes files. Returns the
+    summary on rank 0 of the run, None on the other ranks and in the launcher.
     """
     from uncol.engine.distributed import cleanup, init_from_env
     from uncol.engine.loop import train
     from uncol.engine.setup import resolve_device
+    from uncol.errors import ConfigError
 
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        argv = [a for a in sys.argv[1:]]
-        if "--nproc" in argv:
-            i = argv.index("--nproc")
-            del argv[i:i + 2]
-        argv = [a for a in argv if not a.startswith("--nproc=")]
+        if argv is None:
+            raise ConfigError("--nproc > 1 needs the command's arguments to relaunch it; call it through `uncol train`")
+        preflight(cfg, Path(out), resume)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "uncol", *argv]
         rc = subprocess.call(cmd)
@@ -35,6 +75,7 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
         return None
     dist = init_from_env(resolve_device(cfg.train.device).type)
     try:
-        return train(cfg, out, resume=resume, stages=stages, dist=dist)
+        summary = train(cfg, out, resume=resume, stages=stages, dist=dist)
     finally:
         cleanup(dist)
+    return summary if dist.rank == 0 else None

@@ -6,8 +6,14 @@ A checkpoint is a plain dict of tensors and builtins (safe to load with ``weight
      "spatial_dims": 2, "num_classes": 2,
      "model": student state_dict,            # what inference needs
      "method": method state_dict,            # student + EMA + projectors (training)
-     "optimizer": ..., "stage_index": int, "iteration": int, "rng": {...}, "loader": {...},
-     "best": {"metric": float, "iteration": int}}
+     "optimizer": ..., "scaler": fp16 loss-scaler state or None,
+     "stage_index": int (index in method.stages() of the stage to run next), "stage": str,
+     "iteration": int (iterations of that stage already done), "rng": {...} (torch/python/numpy/cuda),
+     "generators": {name: state} (every torch.Generator attribute of the method's modules and teachers),
+     "loader": {...} (sampler epoch + position per stream), "world_size": int,
+     "best": {"metric": float, "iteration": int, "stage": str}}
+
+``best.pt`` and ``final.pt`` hold the first block only (what ``evaluate``/``predict`` need).
 """
 from __future__ import annotations
 
@@ -103,3 +109,33 @@ def set_rng_state(st: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", st["numpy"].numpy().astype("uint32"), st["numpy_pos"], 0, 0.0))
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _generators(method: nn.Module) -> dict[str, torch.Generator]:
+    """Every ``torch.Generator`` attribute of ``method``'s modules and of its frozen teachers, by dotted name.
+
+    Methods own generators for their random masks and prompt jitter (``self._gen``); resume restores
+    them so that a resumed run draws the same masks as an uninterrupted one. A method needs no hook
+    for this; state kept in other objects can use ``nn.Module.get_extra_state``/``set_extra_state``.
+    """
+    mods = list(method.named_modules())
+    for i, t in enumerate(getattr(method, "_teacher", []) or []):
+        if isinstance(t, nn.Module):
+            mods += [(f"_teacher.{i}.{n}" if n else f"_teacher.{i}", m) for n, m in t.named_modules()]
+    found: dict[str, torch.Generator] = {}
+    for name, mod in mods:
+        for key, value in vars(mod).items():
+            if isinstance(value, torch.Generator):
+                found[f"{name}.{key}" if name else key] = value
+    return found
+
+
+def generator_states(method: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: g.get_state() for k, g in _generators(method).items()}
+
+
+def set_generator_states(method: nn.Module, states: dict[str, torch.Tensor]) -> None:
+    gens = _generators(method)
+    for k, st in states.items():
+        if k in gens:
+            gens[k].set_state(st)

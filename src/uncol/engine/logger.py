@@ -32,6 +32,28 @@ class ScalarLogger:
                 if isinstance(v, (int, float)):
                     self._tb.add_scalar(f"{kind}/{stage}/{k}", v, iteration)
 
+    def truncate_after(self, stage_order: list[str], stage_index: int, iteration: int) -> None:
+        """Drop records a killed run logged after its last checkpoint (``--resume`` logs them again).
+
+        A record is kept when its stage comes before ``stage_order[stage_index]``, or is that stage
+        with ``iteration`` at most ``iteration``.
+        """
+        if not self.enabled or not self.path.is_file():
+            return
+        from uncol.engine.io import atomic_write_text
+
+        rank = {name: i for i, name in enumerate(stage_order)}
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                si = rank.get(rec.get("stage"), -1)
+                if si < stage_index or (si == stage_index and int(rec.get("iteration", 0)) <= iteration):
+                    keep.append(line)
+            except (ValueError, TypeError):
+                continue  # a line cut by the kill
+        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import zlib
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from uncol.config import Config, from_dict
-from uncol.engine.distributed import DistInfo
+from uncol.engine.distributed import DistInfo, barrier
 from uncol.errors import ConfigError, DataError
 
 
@@ -33,30 +34,69 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def check_out_dir(out: Path) -> None:
+    """DataError unless ``out`` is (or can become) a writable folder; creates nothing.
+
+    Runs before any data is read so that a bad ``--out`` fails fast, and before anything is written
+    so that a bad dataset or config leaves no run folder behind.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"output folder {str(out)!r} is a file; choose another --out")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise DataError(f"output folder {str(out)!r} is not writable (permission denied); choose another --out")
+        return
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"output folder {str(out)!r} cannot be created ({str(parent)!r} is not a writable folder); "
+                        "choose another --out")
+
+
 def prepare_out_dir(out: Path) -> None:
-    """Create the run folder, checking it is writable before any work starts."""
+    """Create the run folder, checking it is writable (a probe file is written and removed)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
         raise DataError(f"output folder {str(out)!r} is not writable ({e.strerror}); choose another --out") from None
 
 
-def load_split(cfg: Config, spec: Any, out: Path, resume: bool) -> Any:
-    """The run's split: reused from ``out/split.json`` on resume, from ``data.split.file`` if given, else made."""
+def remove_stale_temp_files(out: Path) -> None:
+    """Delete ``.NAME.*.tmp`` files that an atomic write left behind when its process was killed."""
+    for p in Path(out).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+
+
+def load_split(cfg: Config, spec: Any, out: Path, resume: bool) -> tuple[Any, bool]:
+    """The run's split and whether it must be saved: ``out/split.json`` on resume, else made.
+
+    ``make_split`` is deterministic (seeded, sorted ids), so every rank of a distributed run computes
+    the same split; only rank 0 saves it (:func:`build_run`). ``data.split.file`` is read by
+    ``make_split`` itself.
+    """
     from uncol.data.splits import Split, make_split
 
     saved = out / "split.json"
     if resume and saved.is_file():
-        return Split.load(saved)
-    if cfg.data.split.file:
-        split = Split.load(Path(cfg.data.split.file))
-    else:
-        split = make_split([c.id for c in spec.cases], cfg.data.split)
-    split.save(saved)
-    return split
+        split = Split.load(saved)
+        split.check_ids([c.id for c in spec.cases], str(saved))
+        return split, False
+    return make_split([c.id for c in spec.cases], cfg.data.split), True
+
+
+def check_val_cases(spec: Any, cfg: Config, ids: list[str]) -> None:
+    """Read every validation case once before training, so a broken file fails now and not mid-run."""
+    from uncol.data.datasets import load_case
+
+    for cid in ids:
+        case = load_case(spec, cid, cfg.data)
+        if case.label is None:
+            raise DataError(f"validation case {cid!r} has no label file; add one to dataset.json or move it to 'test'")
 
 
 def build_method(cfg: Config, num_classes: int, spatial_dims: int, device: torch.device) -> Any:
@@ -110,27 +150,40 @@ class RunContext:
                                world_size=self.dist.world_size)
 
     def to_device(self, batch: Any) -> Any:
+        """``batch`` with its tensors on the run's device (images in channels-last order when asked)."""
+        fmt = _channels_last(self.cfg.data.spatial_dims) if self.cfg.train.channels_last else None
+
         def move(part: dict | None) -> dict | None:
             if part is None:
                 return None
-            return {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in part.items()}
+            out = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in part.items()}
+            if fmt is not None and torch.is_tensor(out.get("image")):
+                out["image"] = out["image"].contiguous(memory_format=fmt)
+            return out
 
         return type(batch)(labeled=move(batch.labeled), unlabeled=move(batch.unlabeled))
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the forward pass per ``train.amp`` (none | bf16 | fp16), on CPU or CUDA."""
         amp = self.cfg.train.amp
         if amp == "none":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    @property
+    def scaler(self) -> Any:
+        """The fp16 loss scaler (CUDA only; bf16 and fp32 need none), created on first use."""
+        if self._scaler is None and self.cfg.train.amp == "fp16" and self.device.type == "cuda":
+            self._scaler = torch.amp.GradScaler("cuda")
+        return self._scaler
+
     def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        if self.cfg.train.amp == "fp16" and self.device.type == "cuda":
-            if self._scaler is None:
-                self._scaler = torch.amp.GradScaler("cuda")
-            self._scaler.scale(loss).backward()
-            self._scaler.step(optimizer)
-            self._scaler.update()
+        """Back-propagate ``loss`` and step ``optimizer`` (through the fp16 loss scaler when active)."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
             return
         loss.backward()
         optimizer.step()
@@ -152,14 +205,20 @@ class RunContext:
                 "model": {k: v.detach().cpu() for k, v in method.inference_model().state_dict().items()}}
 
 
-def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool) -> RunContext:
+def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list[str] | None = None) -> RunContext:
+    """Validate the config and read the data (nothing written), then create the run folder (rank 0).
+
+    Order matters for bad input: every check that can fail (output folder, dataset, split, model,
+    teacher, every training and validation case) runs before the first file is written, so a
+    failing run leaves no run folder (or, with ``--resume``, an unchanged one).
+    """
     from uncol.data.dataset import DatasetSpec
     from uncol.data.datasets import SegmentationDataset
 
-    prepare_out_dir(out)
+    check_out_dir(out)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed + dist.rank * 0, cfg.train.deterministic)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)  # the same seed on every rank
     device = resolve_device(cfg.train.device)
     if device.type == "cuda" and dist.enabled:
         torch.cuda.set_device(dist.local_rank)
@@ -167,14 +226,31 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool) -> RunContex
     if not cfg.data.root:
         raise ConfigError("config key 'data.root' is empty: set it to a dataset folder with dataset.json")
     spec = DatasetSpec.load(Path(cfg.data.root))
-    split = load_split(cfg, spec, out, resume)
+    split, new_split = load_split(cfg, spec, out, resume)
     method = build_method(cfg, spec.num_classes, cfg.data.spatial_dims, device)
+    names = [s.name for s in method.stages()]
+    if stages is not None and not set(stages) & set(names):
+        raise ConfigError(f"--stage {', '.join(stages)}: method {cfg.method.name!r} has stages {', '.join(names)}; pick one of those")
     labeled_ds = SegmentationDataset(spec, split.labeled, cfg.data, train=True, labeled=True)
     unlabeled_ds = (SegmentationDataset(spec, split.unlabeled, cfg.data, train=True, labeled=False)
                     if split.unlabeled else None)
-    if cfg.train.channels_last and device.type == "cuda":
-        method.student.to(memory_format=torch.channels_last if cfg.data.spatial_dims == 2 else torch.channels_last_3d)
+    val_ids = list(split.val)
+    check_val_cases(spec, cfg, val_ids[: cfg.eval.max_val_cases] if cfg.eval.max_val_cases else val_ids)
+    if cfg.train.channels_last:
+        method.student.to(memory_format=_channels_last(cfg.data.spatial_dims))
+    # ---- everything checked: now (and only now) write
+    if dist.rank == 0:
+        prepare_out_dir(out)
+        remove_stale_temp_files(out)
+        if new_split:
+            split.save(out / "split.json")
+    barrier(dist)
     run = RunContext(cfg=cfg, spec=spec, split=split, method=method, device=device, dist=dist,
-                     labeled_ds=labeled_ds, unlabeled_ds=unlabeled_ds, val_ids=list(split.val))
-    method.attach_run(run) if hasattr(method, "attach_run") else None
+                     labeled_ds=labeled_ds, unlabeled_ds=unlabeled_ds, val_ids=val_ids)
+    if hasattr(method, "attach_run"):
+        method.attach_run(run)
     return run
+
+
+def _channels_last(spatial_dims: int) -> torch.memory_format:
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d

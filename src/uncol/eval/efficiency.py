@@ -16,15 +16,18 @@ interpolation and attention matmuls are not counted):
 The counts run on the ``meta`` device (shapes only, no memory, no arithmetic), so a 128^3 V-Net is
 counted in a second on a CPU.
 """
+
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import statistics
 import threading
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import final
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +37,9 @@ _CONV_TS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 DEFAULT_EXCLUDE = ("teacher_kv_proj",)
 
 
-def count_params(model: nn.Module, exclude: Iterable[str] = DEFAULT_EXCLUDE, trainable_only: bool = False) -> int:
+def count_params(
+    model: nn.Module, exclude: Iterable[str] = DEFAULT_EXCLUDE, trainable_only: bool = False
+) -> int:
     """Number of parameters, leaving out those whose dotted name has a component in ``exclude``
     (default: the training-only ``teacher_kv_proj`` projection of the student)."""
     skip = set(exclude)
@@ -69,7 +74,11 @@ def _hook_macs(model: nn.Module, x: Tensor) -> tuple[int, int]:
             n = i.numel() // m.in_features * m.in_features * m.out_features
             exact, thop = exact + n, thop + n
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _CONVS + _CONV_TS + (nn.Linear,))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, _CONVS + _CONV_TS + (nn.Linear,))
+    ]
     try:
         with torch.no_grad():
             model(x)
@@ -79,7 +88,9 @@ def _hook_macs(model: nn.Module, x: Tensor) -> tuple[int, int]:
     return exact, thop
 
 
-def count_macs(model: nn.Module, input_shape: Sequence[int], exclude: Iterable[str] = DEFAULT_EXCLUDE) -> dict[str, int]:
+def count_macs(
+    model: nn.Module, input_shape: Sequence[int], exclude: Iterable[str] = DEFAULT_EXCLUDE
+) -> dict[str, int]:
     """MACs of ``model(x)`` for ``x`` of shape ``input_shape = (B, C, *S)`` (eval mode, on a meta copy).
 
     Returns ``{"macs_paper", "macs_exact", "macs_full"}`` (see the module docstring). Modules named in
@@ -97,6 +108,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], exclude: Iterable[s
     return {"macs_paper": int(thop), "macs_exact": int(exact), "macs_full": int(fc.get_total_flops() // 2)}
 
 
+@final
 class _RssPeak:
     """Polls ``/proc/self/statm`` every millisecond; ``peak`` is the largest resident size seen (bytes)."""
 
@@ -118,7 +130,7 @@ class _RssPeak:
             self.peak = max(self.peak, self._rss())
             time.sleep(0.001)
 
-    def __enter__(self) -> "_RssPeak":
+    def __enter__(self) -> _RssPeak:
         self._t.start()
         return self
 
@@ -150,28 +162,26 @@ def profile_model(
     x = torch.randn(tuple(input_shape), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times: list[float] = []
+    cuda = dev.type == "cuda"
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
         sync()
-        if dev.type == "cuda":
+        if cuda:
             torch.cuda.reset_peak_memory_stats(dev)
             base = torch.cuda.memory_allocated(dev)
-            rss = None
-        else:
-            rss = _RssPeak().__enter__()
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model(x)
-            sync()
-            times.append((time.perf_counter() - t0) * 1000.0)
-        if rss is None:
-            out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(dev) - base)
-            out["memory_method"] = "cuda_max_memory_allocated_delta"
-        else:
-            rss.__exit__()
-            out["peak_memory_bytes"] = int(rss.peak - rss.base)
-            out["memory_method"] = "cpu_rss_peak_delta"
+        with contextlib.nullcontext() if cuda else _RssPeak() as rss:
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                model(x)
+                sync()
+                times.append((time.perf_counter() - t0) * 1000.0)
+    if cuda:
+        out["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(dev) - base)
+        out["memory_method"] = "cuda_max_memory_allocated_delta"
+    else:
+        out["peak_memory_bytes"] = int(rss.peak - rss.base)
+        out["memory_method"] = "cpu_rss_peak_delta"
     out["latency_ms"] = statistics.median(times) if times else float("nan")
     out["latency_runs_ms"] = times
     out["device"] = str(dev)

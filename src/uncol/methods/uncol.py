@@ -29,11 +29,12 @@ from torch import nn
 
 from uncol.data.mixing import bcp_mask, grid_copy_paste_mask, mix
 from uncol.data.sampler import Batch
-from uncol.losses.distill import Projector, resample_to_grid, semantic_distill_loss, visual_distill_loss
+from uncol.losses.distill import Projector, resample_tokens, semantic_distill_loss, visual_distill_loss
 from uncol.losses.segmentation import ce_loss, dice_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOutput
 from uncol.pseudo.schedules import sigmoid_rampup, uapl_threshold
 from uncol.pseudo.uapl import fuse
+from uncol.pseudo.uncertainty import entropy
 from uncol.teachers.ema import EMA
 
 
@@ -97,20 +98,25 @@ class Uncol(Method):
 
     # -- teacher helpers -------------------------------------------------------------------------------
     @torch.no_grad()
-    def _teacher_pass(self, images: torch.Tensor, masks: torch.Tensor, jitter: float) -> Any:
-        """G on ``images`` (B,C,*S) prompted from ``masks`` (B,*S): embedding + decoder output."""
+    def _teacher_pass(self, images: torch.Tensor, masks: torch.Tensor, jitter: float,
+                      entropy: Optional[torch.Tensor] = None, tau: Optional[float] = None) -> Any:
+        """G on ``images`` (B,C,*S) prompted from ``masks`` (B,*S): embedding + decoder output.
+
+        Boxes (2D, slice-wise) or points (3D); points are drawn inside the class, or inside its
+        low-entropy region (``entropy`` (B,*S) < ``tau``) for pseudo-label prompts (SPEC §5).
+        """
         from uncol.teachers.prompts import prompts_from_masks
 
         g = self.teacher
         emb = g.encode(images)
-        prompts = prompts_from_masks(masks, self.num_classes, spatial_dims=self.spatial_dims,
-                                     jitter_px=jitter, generator=self._gen)
+        prompts = prompts_from_masks(masks, self.num_classes, kind=g.prompt_kind, jitter_px=jitter,
+                                     generator=self._gen, entropy=entropy, entropy_threshold=tau)
         out = g.decode(emb, prompts, self.num_classes, tuple(images.shape[2:]))
         return emb, out
 
     def _knowledge(self, fused: torch.Tensor, fused_grid: tuple[int, ...], grid: tuple[int, ...]) -> torch.Tensor:
         """G's fused tokens (B,M,d_t) pooled to the student grid -> (B,N,d_t)."""
-        return resample_to_grid(fused, grid, src_grid=fused_grid)
+        return resample_tokens(fused, grid, src_grid=fused_grid)
 
     # -- the two stages --------------------------------------------------------------------------------
     def train_step(self, batch: Batch, it: int, total: int) -> StepOutput:
@@ -120,9 +126,10 @@ class Uncol(Method):
         p = self.params
         x, y = batch.labeled["image"], batch.labeled["label"]
         # 1. copy-paste inside the labelled batch (60 % of a grid of patches from the next image)
+        nd = self.spatial_dims
         m = grid_copy_paste_mask(tuple(x.shape[2:]), p.copy_paste_grid, p.copy_paste_ratio, self._gen).to(x.device)
         perm = torch.roll(torch.arange(x.shape[0], device=x.device), 1)
-        xm, ym = mix(x[perm], x, m), mix(y[perm], y, m)
+        xm, ym = mix(x[perm], x, m, spatial_dims=nd), mix(y[perm], y, m, spatial_dims=nd)
         grid = self.student.token_grid(tuple(x.shape[2:]))
         parts: dict[str, float] = {}
         lam = p.lambda_max * sigmoid_rampup(it, total)
@@ -169,7 +176,7 @@ class Uncol(Method):
 
                 s_label = largest_component(s_label, self.num_classes)
             if self.teacher is not None:
-                emb_u, g_u = self._teacher_pass(xu, s_label, 0.0)
+                emb_u, g_u = self._teacher_pass(xu, s_label, 0.0, entropy=entropy(p_s, dim=1), tau=tau)
                 emb_l, g_l = self._teacher_pass(xl, yl, self.cfg.teacher.box_jitter_px)
                 p_g = g_u.probs.float()
             else:
@@ -178,12 +185,13 @@ class Uncol(Method):
             mode = p.pseudo_label if self.teacher is not None else "s_only"
             pl = fuse(p_g, p_s, tau, mode=mode)
         # 3. bidirectional copy-paste with one mask K (1 inside the block taken from the labelled image)
-        k = bcp_mask(tuple(xl.shape[2:]), p.bcp_ratio, self._gen).to(xl.device)
-        x_in, x_out = mix(xl, xu, k), mix(xu, xl, k)
-        ones = torch.ones_like(pl.mask)
-        y_in, y_out = mix(yl, pl.label, k), mix(pl.label, yl, k)
-        gt_in, gt_out = mix(ones, torch.zeros_like(pl.mask), k).bool(), mix(torch.zeros_like(pl.mask), ones, k).bool()
-        pm_in, pm_out = mix(torch.zeros_like(pl.mask), pl.mask, k).bool(), mix(pl.mask, torch.zeros_like(pl.mask), k).bool()
+        nd = self.spatial_dims
+        k = bcp_mask(tuple(xl.shape[2:]), p.bcp_ratio, self._gen).to(xl.device)  # True: from the 1st argument
+        x_in, x_out = mix(xl, xu, k, spatial_dims=nd), mix(xu, xl, k, spatial_dims=nd)
+        y_in, y_out = mix(yl, pl.label, k, spatial_dims=nd), mix(pl.label, yl, k, spatial_dims=nd)
+        kb = k.expand_as(pl.mask)
+        gt_in, gt_out = kb, ~kb  # where the pixel came from the labelled image
+        pm_in, pm_out = ~kb & pl.mask, kb & pl.mask  # confident pseudo-labelled pixels from the unlabelled one
         x_mix = torch.cat([x_in, x_out])
         y_mix = torch.cat([y_in, y_out])
         gt_region, pl_region = torch.cat([gt_in, gt_out]), torch.cat([pm_in, pm_out])
@@ -202,8 +210,8 @@ class Uncol(Method):
         loss = l_sup + p.beta * l_pl
         parts.update(sup=l_sup.item(), uapl=l_pl.item(), tau=float(tau), pl_coverage=pl.mask.float().mean().item())
         if self.teacher is not None and p.visual_distill:
-            vis_in = [mix(a, b, _resize_mask(k, a.shape[2:])) for a, b in zip(emb_l.visual, emb_u.visual)]
-            vis_out = [mix(b, a, _resize_mask(k, a.shape[2:])) for a, b in zip(emb_l.visual, emb_u.visual)]
+            vis_in = [mix(a, b, _resize_mask(k, a.shape[2:]), spatial_dims=nd) for a, b in zip(emb_l.visual, emb_u.visual)]
+            vis_out = [mix(b, a, _resize_mask(k, a.shape[2:]), spatial_dims=nd) for a, b in zip(emb_l.visual, emb_u.visual)]
             l_vis = self._visual(out.vit_tokens, [torch.cat([a, b]) for a, b in zip(vis_in, vis_out)], grid)
             lam = p.lambda_max * sigmoid_rampup(it, total)
             loss = loss + lam * l_vis
@@ -224,5 +232,4 @@ class Uncol(Method):
 
 def _resize_mask(k: torch.Tensor, size: Any) -> torch.Tensor:
     """A (*S) 0/1 mask resampled (nearest) to a feature grid ``size``."""
-    nd = k.dim()
-    return F.interpolate(k.float()[None, None], size=tuple(size), mode="nearest")[0, 0].to(k.dtype) if nd else k
+    return F.interpolate(k.float()[None, None], size=tuple(size), mode="nearest")[0, 0].to(k.dtype)

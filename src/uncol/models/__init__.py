@@ -3,8 +3,9 @@
 ``import uncol.models`` fills :data:`MODELS` (``unet``, ``vnet``, ``uncol_student``);
 :func:`build_model` builds one from a :class:`~uncol.config.ModelConfig`.
 """
+
+from uncol.models import student, unet, vnet  # noqa: F401  (register the builders)
 from uncol.models.base import MODELS, build_model
-from uncol.models import unet, vnet, student  # noqa: E402,F401  (register the builders)
 from uncol.models.student import StudentOutput, UncolStudent
 
-__all__ = ["MODELS", "build_model", "StudentOutput", "UncolStudent"]
+__all__ = ["MODELS", "StudentOutput", "UncolStudent", "build_model"]

@@ -5,6 +5,7 @@ result goes through an output projection and is **added** to the bottleneck (res
 reshaped back to the map. As the authors' ``CrossAttentionFusion``: q/k/v/out are Linear layers
 with bias, all of width ``dim`` (the bottleneck channels); the authors use one head (``heads=1``).
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -26,7 +27,12 @@ class KnowledgeAdapter(nn.Module):
 
     def forward(self, feat: Tensor, knowledge: Tensor) -> Tensor:
         b, c, *grid = feat.shape
-        if c != self.dim or knowledge.dim() != 3 or knowledge.shape[-1] != self.kv_dim or knowledge.shape[0] != b:
+        if (
+            c != self.dim
+            or knowledge.dim() != 3
+            or knowledge.shape[-1] != self.kv_dim
+            or knowledge.shape[0] != b
+        ):
             raise ValueError(
                 f"adapter expects features (B, {self.dim}, *G) and knowledge (B, M, {self.kv_dim}), "
                 f"got {tuple(feat.shape)} and {tuple(knowledge.shape)}"

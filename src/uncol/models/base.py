@@ -5,9 +5,11 @@ A builder is registered with ``@MODELS.register(name)`` and called as
 ``params`` with :func:`uncol.config.from_dict` into its own dataclass (prefix ``model.params``),
 so an unknown key is a :class:`~uncol.errors.ConfigError` naming ``model.params.<key>``.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from torch import nn
 
@@ -17,7 +19,9 @@ from uncol.registry import Registry
 
 
 class ModelBuilder(Protocol):
-    def __call__(self, *, spatial_dims: int, in_channels: int, num_classes: int, params: dict) -> nn.Module: ...
+    def __call__(
+        self, *, spatial_dims: int, in_channels: int, num_classes: int, params: dict
+    ) -> nn.Module: ...
 
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -35,6 +39,13 @@ def build_model(cfg: ModelConfig, spatial_dims: int, num_classes: int) -> nn.Mod
     if spatial_dims not in (2, 3):
         raise ConfigError(f"config key 'data.spatial_dims' must be 2 or 3 for a model, got {spatial_dims}")
     if num_classes < 2:
-        raise ConfigError(f"a model needs at least 2 classes (background included), got {num_classes}; check dataset.json labels")
+        raise ConfigError(
+            f"a model needs at least 2 classes (background included), got {num_classes}; check dataset.json labels"
+        )
     builder = MODELS.get(cfg.name)
-    return builder(spatial_dims=spatial_dims, in_channels=cfg.in_channels, num_classes=num_classes, params=dict(cfg.params))
+    return builder(
+        spatial_dims=spatial_dims,
+        in_channels=cfg.in_channels,
+        num_classes=num_classes,
+        params=dict(cfg.params),
+    )

@@ -1,7 +1,8 @@
 """Layer factories indexed by ``spatial_dims`` (one network code path for 2D and 3D, as MONAI does)."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

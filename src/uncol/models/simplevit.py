@@ -5,6 +5,7 @@ sin-cos position embedding, ``depth`` pre-norm layers (attention with ``heads`` 
 and bias-free qkv/out projections; MLP Linear-GELU-Linear), a final LayerNorm, no class token.
 This is the layout of the UnCoL authors' ``simple2dvit.py`` / ``simple3dvit.py``.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,7 +97,9 @@ class SimpleViT(nn.Module):
         super().__init__()
         self.spatial_dims, self.patch_size, self.dim, self.depth = spatial_dims, patch_size, dim, depth
         patch_dim = in_channels * patch_size**spatial_dims
-        self.patch_embed = nn.Sequential(nn.LayerNorm(patch_dim), nn.Linear(patch_dim, dim), nn.LayerNorm(dim))
+        self.patch_embed = nn.Sequential(
+            nn.LayerNorm(patch_dim), nn.Linear(patch_dim, dim), nn.LayerNorm(dim)
+        )
         self.layers = nn.ModuleList(
             nn.ModuleList([Attention(dim, heads, dim_head), FeedForward(dim, mlp_dim)]) for _ in range(depth)
         )

@@ -5,7 +5,8 @@
 
 ``forward(x) -> logits`` is prompt-free (the adapter reads the student's own last ViT layer).
 ``forward_features(x, teacher_knowledge=None, vit_knowledge=None) -> StudentOutput``; the
-adapter's key/value is, in this order of precedence (SPEC §1):
+adapter's key/value is (SPEC §1; when both are passed — a BCP-mixed image in stage 2 — the two projected
+sequences are concatenated, ours):
   * ``teacher_knowledge (B, M, teacher_dim)``: the generalized teacher's prompt-fused tokens, through
     the training-only ``teacher_kv_proj`` Linear(teacher_dim -> kv width) (not counted in the size);
   * ``vit_knowledge (B, N, vit_dim)``: the specialized teacher's last-layer tokens, i.e. the EMA
@@ -42,11 +43,12 @@ Measured (``benchmarks/profile_sizes.py``):
 With ``out_heads=1`` (one plain backbone head) the 3D student would cost 100.2 G (paper
 convention): the four heads at full resolution are what the paper's 144.45 G contains.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -73,8 +75,16 @@ class StudentOutput(NamedTuple):
 
 # per-dimension defaults of the authors' code (SPEC §8)
 _DEFAULTS = {
-    2: dict(backbone="unet", vit_dim=128, vit_mlp_dim=256, neck_dim=256),
-    3: dict(backbone="vnet", vit_dim=256, vit_mlp_dim=1024, neck_dim=0),
+    2: {"backbone": "unet", "vit_dim": 128, "vit_mlp_dim": 256, "neck_dim": 256},
+    3: {"backbone": "vnet", "vit_dim": 256, "vit_mlp_dim": 1024, "neck_dim": 0},
+}
+
+
+# the student's ``dropout`` switch expressed in each backbone's own params (an explicit
+# ``backbone_params`` entry is overridden: the switch is the more specific request)
+_DROPOUT_SWITCH = {
+    "unet": lambda on: {} if on else {"dropout": [0.0] * 5},
+    "vnet": lambda on: {"has_dropout": on},
 }
 
 
@@ -82,18 +92,22 @@ _DEFAULTS = {
 class StudentParams:
     """``model.params`` of ``uncol_student``; ``None`` = the per-dimension default above."""
 
-    backbone: Optional[str] = None  # unet (2D default) | vnet (3D default)
-    backbone_params: dict = field(default_factory=dict)  # validated by the backbone (model.params.backbone_params)
-    vit_dim: Optional[int] = None  # authors' code: 128 (2D), 256 (3D); SPEC's "~192 in 2D" is not needed
+    backbone: str | None = None  # unet (2D default) | vnet (3D default)
+    backbone_params: dict = field(
+        default_factory=dict
+    )  # validated by the backbone (model.params.backbone_params)
+    vit_dim: int | None = None  # authors' code: 128 (2D), 256 (3D); SPEC's "~192 in 2D" is not needed
     vit_depth: int = 4  # paper
     vit_heads: int = 4  # authors' code
     vit_dim_head: int = 64  # authors' code (lucidrains default)
-    vit_mlp_dim: Optional[int] = None  # authors' code: 256 (2D), 1024 (3D)
-    neck_dim: Optional[int] = None  # 0 = no neck; authors' code: 256 (2D), none (3D)
+    vit_mlp_dim: int | None = None  # authors' code: 256 (2D), 1024 (3D)
+    neck_dim: int | None = None  # 0 = no neck; authors' code: 256 (2D), none (3D)
     adapter_heads: int = 1  # authors' code: single-head cross-attention
-    out_heads: int = 4  # authors' code: 4 heads, averaged (needed for Table 7's MACs); 1 = the plain backbone head
+    out_heads: int = (
+        4  # authors' code: 4 heads, averaged (needed for Table 7's MACs); 1 = the plain backbone head
+    )
     teacher_dim: int = 256  # width of the generalized teacher's fused tokens (SAM family: 256)
-    dropout: Optional[bool] = None  # backbone dropout (MC-dropout); None = the backbone's default (on)
+    dropout: bool | None = None  # backbone dropout (MC-dropout); None = the backbone's default (on)
 
 
 class UncolStudent(nn.Module):
@@ -111,12 +125,14 @@ class UncolStudent(nn.Module):
         super().__init__()
         d = vit.spatial_dims
         if vit.patch_size != backbone.reduction:
-            raise ValueError(f"ViT patch {vit.patch_size} must equal the backbone's reduction {backbone.reduction}")
+            raise ValueError(
+                f"ViT patch {vit.patch_size} must equal the backbone's reduction {backbone.reduction}"
+            )
         self.spatial_dims = d
         self.backbone, self.vit = backbone, vit
         kv_dim = neck_dim or vit.dim
         Conv = blocks.conv(d)
-        self.neck: Optional[nn.Module] = None
+        self.neck: nn.Module | None = None
         if neck_dim:
             self.neck = nn.Sequential(
                 Conv(vit.dim, neck_dim, kernel_size=1, bias=False),
@@ -130,6 +146,21 @@ class UncolStudent(nn.Module):
         backbone.head = nn.Identity()
         self.heads = nn.ModuleList(heads)
 
+    @property
+    def vit_dim(self) -> int:
+        """Width of the per-layer ViT tokens (``StudentOutput.vit_tokens``)."""
+        return self.vit.dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of the adapter's key/value (``StudentOutput.knowledge``): the neck width, else ``vit_dim``."""
+        return self.adapter.kv_dim
+
+    def token_grid(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
+        """The ViT token grid (= CNN bottleneck grid) for an input of spatial size ``spatial``."""
+        blocks.check_divisible(tuple(spatial), self.vit.patch_size, "UncolStudent")
+        return tuple(s // self.vit.patch_size for s in spatial)
+
     def own_knowledge(self, last_tokens: Tensor, grid: tuple[int, ...]) -> Tensor:
         """Last-layer ViT tokens ``(B, N, vit_dim)`` -> adapter key/value ``(B, N, kv_dim)`` (final norm [+ neck])."""
         x = self.vit.norm(last_tokens)
@@ -142,15 +173,15 @@ class UncolStudent(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     def forward_features(
-        self, x: Tensor, teacher_knowledge: Optional[Tensor] = None, vit_knowledge: Optional[Tensor] = None
+        self, x: Tensor, teacher_knowledge: Tensor | None = None, vit_knowledge: Tensor | None = None
     ) -> StudentOutput:
         """``x (B, C, *S)`` -> :class:`StudentOutput`; see the module docstring for the key/value choice."""
-        if teacher_knowledge is not None and vit_knowledge is not None:
-            raise ValueError("pass teacher_knowledge or vit_knowledge, not both")
         feats = self.backbone.encode(x)
         tokens, grid = self.vit(x)
         if tuple(feats[-1].shape[2:]) != grid:
-            raise ValueError(f"ViT grid {grid} differs from the CNN bottleneck grid {tuple(feats[-1].shape[2:])}")
+            raise ValueError(
+                f"ViT grid {grid} differs from the CNN bottleneck grid {tuple(feats[-1].shape[2:])}"
+            )
         if teacher_knowledge is not None:
             td = self.teacher_kv_proj.in_features
             if teacher_knowledge.dim() != 3 or teacher_knowledge.shape[-1] != td:
@@ -158,6 +189,10 @@ class UncolStudent(nn.Module):
                     f"teacher_knowledge must be (B, M, {td}) (model.params.teacher_dim), got {tuple(teacher_knowledge.shape)}"
                 )
             kv = self.teacher_kv_proj(teacher_knowledge)
+            if vit_knowledge is not None:
+                # A BCP-mixed image has a labelled and an unlabelled source (ours): both knowledge
+                # sequences, each through its own projection, are concatenated as the key/value.
+                kv = torch.cat([kv, self.own_knowledge(vit_knowledge, grid)], dim=1)
         else:
             kv = self.own_knowledge(tokens[-1] if vit_knowledge is None else vit_knowledge, grid)
         feats[-1] = self.adapter(feats[-1], kv)
@@ -172,18 +207,19 @@ class UncolStudent(nn.Module):
 
 
 @MODELS.register("uncol_student")
-def build_uncol_student(*, spatial_dims: int, in_channels: int, num_classes: int, params: dict) -> UncolStudent:
+def build_uncol_student(
+    *, spatial_dims: int, in_channels: int, num_classes: int, params: dict
+) -> UncolStudent:
     p = from_dict(StudentParams, params, prefix="model.params")
     dflt = _DEFAULTS[spatial_dims]
     name = p.backbone or dflt["backbone"]
-    if name not in ("unet", "vnet"):
-        raise ConfigError(f"config key 'model.params.backbone' must be unet or vnet, got {name!r}")
+    if name not in _DROPOUT_SWITCH:
+        raise ConfigError(
+            f"config key 'model.params.backbone' must be one of {', '.join(_DROPOUT_SWITCH)}, got {name!r}"
+        )
     bparams = dict(p.backbone_params)
     if p.dropout is not None:
-        # U-Net: its dropout rates or zeros; V-Net: has_dropout
-        key, value = ("has_dropout", p.dropout) if name == "vnet" else ("dropout", None if p.dropout else [0.0] * 5)
-        if value is not None:
-            bparams.setdefault(key, value)
+        bparams.update(_DROPOUT_SWITCH[name](p.dropout))
     try:
         backbone = MODELS.get(name)(
             spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes, params=bparams

@@ -11,6 +11,7 @@ bilinear up-sampling; ``bilinear=False`` (transposed convs, +130 k parameters) i
 2D, in=1, out=4: 1,813,764 parameters (the published "1.81 M"), 2.95 GMACs per 256x256 slice.
 The bottleneck is ``feature_chns[-1]`` channels at 1/16 of the input size.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,7 +80,9 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(feature_chns) != 5 or len(dropout) != 5:
-            raise ValueError(f"UNet needs 5 feature widths and 5 dropout rates, got {feature_chns}, {dropout}")
+            raise ValueError(
+                f"UNet needs 5 feature widths and 5 dropout rates, got {feature_chns}, {dropout}"
+            )
         self.spatial_dims, self.num_classes = spatial_dims, num_classes
         self.feature_chns = tuple(feature_chns)
         self.bottleneck_channels = feature_chns[-1]
@@ -89,12 +92,16 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList(
             nn.Sequential(Pool(2), ConvBlock(spatial_dims, f[i], f[i + 1], dropout[i + 1])) for i in range(4)
         )
-        self.ups = nn.ModuleList(UpBlock(spatial_dims, f[i + 1], f[i], f[i], bilinear) for i in reversed(range(4)))
+        self.ups = nn.ModuleList(
+            UpBlock(spatial_dims, f[i + 1], f[i], f[i], bilinear) for i in reversed(range(4))
+        )
         self.head = self.make_head()
 
     def make_head(self) -> nn.Module:
         """A fresh output head: 3x3 conv ``feature_chns[0] -> num_classes``."""
-        return blocks.conv(self.spatial_dims)(self.feature_chns[0], self.num_classes, kernel_size=3, padding=1)
+        return blocks.conv(self.spatial_dims)(
+            self.feature_chns[0], self.num_classes, kernel_size=3, padding=1
+        )
 
     def encode(self, x: Tensor) -> list[Tensor]:
         blocks.check_divisible(tuple(x.shape[2:]), self.reduction, "UNet")

@@ -8,6 +8,7 @@ bottleneck. BCP/MC-Net use ``normalization="batchnorm", has_dropout=True`` (our 
 3D, in=1, out=2: 9,443,858 parameters (the published "9.44 M"); at 128^3: 83.8 GMACs exact
 (conv MACs; 97.9 G with thop's transposed-conv convention, the figure the papers quote).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ def resample(spatial_dims: int, c_in: int, c_out: int, normalization: str, up: b
     """Stride-2 kernel-2 (transposed) conv, norm, ReLU."""
     Conv = blocks.conv_transpose(spatial_dims) if up else blocks.conv(spatial_dims)
     return nn.Sequential(
-        Conv(c_in, c_out, kernel_size=2, stride=2), blocks.norm(normalization, spatial_dims, c_out), nn.ReLU(inplace=True)
+        Conv(c_in, c_out, kernel_size=2, stride=2),
+        blocks.norm(normalization, spatial_dims, c_out),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -67,8 +70,12 @@ class VNet(nn.Module):
             conv_stage(d, depths[i], in_channels if i == 0 else widths[i], widths[i], nm) for i in range(5)
         )
         self.down = nn.ModuleList(resample(d, widths[i], widths[i + 1], nm, up=False) for i in range(4))
-        self.up = nn.ModuleList(resample(d, widths[i + 1], widths[i], nm, up=True) for i in reversed(range(4)))
-        self.dec = nn.ModuleList(conv_stage(d, k, widths[i], widths[i], nm) for i, k in ((3, 3), (2, 3), (1, 2)))
+        self.up = nn.ModuleList(
+            resample(d, widths[i + 1], widths[i], nm, up=True) for i in reversed(range(4))
+        )
+        self.dec = nn.ModuleList(
+            conv_stage(d, k, widths[i], widths[i], nm) for i, k in ((3, 3), (2, 3), (1, 2))
+        )
         self.dropout = blocks.channel_dropout(d)(p=0.5) if has_dropout else nn.Identity()
         self.head = self.make_head()
 
@@ -77,7 +84,9 @@ class VNet(nn.Module):
         n, d = self.n_filters, self.spatial_dims
         drop = blocks.channel_dropout(d)(p=0.5) if self.has_dropout else nn.Identity()
         return nn.Sequential(
-            conv_stage(d, 1, n, n, self.normalization), drop, blocks.conv(d)(n, self.num_classes, kernel_size=1)
+            conv_stage(d, 1, n, n, self.normalization),
+            drop,
+            blocks.conv(d)(n, self.num_classes, kernel_size=1),
         )
 
     def encode(self, x: Tensor) -> list[Tensor]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,7 @@ class ClassPrompts:
 
     boxes: dict[int, Box] = field(default_factory=dict)
     points: dict[int, PointPrompt] = field(default_factory=dict)
-    slices: Optional[list["ClassPrompts"]] = None
+    slices: list[ClassPrompts] | None = None
 
     def classes(self) -> list[int]:
         """Sorted foreground classes that have a box or points."""
@@ -95,19 +95,19 @@ class TeacherEmbedding:
     def batch_size(self) -> int:
         return int(self.embedding.shape[0])
 
-    def map(self, fn: Any) -> "TeacherEmbedding":
+    def map(self, fn: Any) -> TeacherEmbedding:
         """Apply ``fn`` to every tensor (visual and embedding)."""
         return TeacherEmbedding([fn(v) for v in self.visual], fn(self.embedding), self.image_size)
 
-    def to(self, *args: Any, **kwargs: Any) -> "TeacherEmbedding":
+    def to(self, *args: Any, **kwargs: Any) -> TeacherEmbedding:
         return self.map(lambda t: t.to(*args, **kwargs))
 
-    def select(self, index: Tensor | list[int] | slice) -> "TeacherEmbedding":
+    def select(self, index: Tensor | list[int] | slice) -> TeacherEmbedding:
         """The entries ``index`` of the batch."""
         return self.map(lambda t: t[index])
 
     @staticmethod
-    def cat(items: list["TeacherEmbedding"]) -> "TeacherEmbedding":
+    def cat(items: list[TeacherEmbedding]) -> TeacherEmbedding:
         """Concatenate along the batch (all from images of the same size)."""
         sizes = {e.image_size for e in items}
         if len(sizes) != 1:
@@ -134,11 +134,11 @@ class Teacher(nn.Module):
     Params: ClassVar[type] = dataclasses.make_dataclass("NoParams", [])
     spatial_dims: int = 2
     embed_dim: int = 256
-    visual_dims: list[int] = []
+    visual_dims: ClassVar[list[int]] = []  # instances set their own list
     prompt_kind: str = "box"  # what prompts.make_prompts must build: box | points | slice_boxes
 
     @classmethod
-    def build(cls, checkpoint: Optional[str], params: Any, spatial_dims: int) -> "Teacher":
+    def build(cls, checkpoint: str | None, params: Any, spatial_dims: int) -> Teacher:
         """Build from ``teacher.checkpoint`` and the validated ``teacher.params``."""
         raise NotImplementedError
 
@@ -161,13 +161,13 @@ class Teacher(nn.Module):
         emb = self.encode(images)
         return emb, self.decode(emb, prompts, num_classes, tuple(images.shape[2:]))
 
-    def freeze(self) -> "Teacher":
+    def freeze(self) -> Teacher:
         """Eval mode, no gradients; ``train()`` stays a no-op afterwards."""
         super().train(False)
         self.requires_grad_(False)
         return self
 
-    def train(self, mode: bool = True) -> "Teacher":  # frozen: never leaves eval mode
+    def train(self, mode: bool = True) -> Teacher:  # frozen: never leaves eval mode
         return super().train(False)
 
 

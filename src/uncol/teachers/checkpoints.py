@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import nn
@@ -27,7 +26,7 @@ def file_sha256(path: str | Path) -> str:
     return _HASHES[key]
 
 
-def read_state_dict(path: Optional[str | Path], what: str, where: str, inner_key: Optional[str] = None) -> dict:
+def read_state_dict(path: str | Path | None, what: str, where: str, inner_key: str | None = None) -> dict:
     """``torch.load(path, weights_only=True)`` -> a flat state dict, or a one-line CheckpointError.
 
     ``what`` names the weights (e.g. ``MedSAM ViT-B (medsam_vit_b.pth)``), ``where`` says where to get them;

@@ -13,8 +13,9 @@ channels.)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from torch import Tensor
 
@@ -73,7 +74,7 @@ class LiteMedSAMTeacher(SamTeacher2D):
     Params = LiteMedSAMParams
     STAGE_DIMS = (64, 128, 160, 320)  # block width of stages 0..3
 
-    def __init__(self, checkpoint: Optional[str] = None, params: LiteMedSAMParams = LiteMedSAMParams()) -> None:
+    def __init__(self, checkpoint: str | None = None, params: LiteMedSAMParams = LiteMedSAMParams()) -> None:
         if any(s not in (0, 1, 2, 3) for s in params.stages):
             raise ConfigError(
                 f"config key 'teacher.params.stages' must list TinyViT stages 0..3, got {list(params.stages)}"
@@ -88,7 +89,7 @@ class LiteMedSAMTeacher(SamTeacher2D):
         self.freeze()
 
     @classmethod
-    def build(cls, checkpoint: Optional[str], params: LiteMedSAMParams, spatial_dims: int) -> "LiteMedSAMTeacher":
+    def build(cls, checkpoint: str | None, params: LiteMedSAMParams, spatial_dims: int) -> LiteMedSAMTeacher:
         return cls(checkpoint, params)
 
     def fingerprint(self) -> str:
@@ -106,7 +107,7 @@ class LiteMedSAMTeacher(SamTeacher2D):
             if layer.downsample is not None:
                 h = layer.downsample(h)
         b, n, c = h.shape
-        side = int(round(n ** 0.5))
+        side = math.isqrt(n)
         emb = enc.neck(h.view(b, side, side, c).permute(0, 3, 1, 2))
         return [feats[s] for s in self.stages], emb
 

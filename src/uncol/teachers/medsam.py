@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -45,13 +44,20 @@ class MedSAMTeacher(SamTeacher2D):
 
     Params = MedSAMParams
 
-    def __init__(self, checkpoint: Optional[str], params: MedSAMParams = MedSAMParams()) -> None:
+    def __init__(
+        self, checkpoint: str | None, params: MedSAMParams = MedSAMParams(), state: dict | None = None
+    ) -> None:
+        """Load ``checkpoint`` strictly; ``state`` (a state dict already in memory) replaces the file."""
         if any(not 1 <= b <= 12 for b in params.blocks):
             raise ConfigError(
                 f"config key 'teacher.params.blocks' must be 1-indexed ViT-B blocks 1..12, got {list(params.blocks)}"
             )
-        state = read_state_dict(checkpoint, WHAT, WHERE)  # fails first, before building 90 M parameters
-        super().__init__(params.img_size, params.resize, params.resample, f"sha256:{file_sha256(str(checkpoint))}")
+        if state is None:
+            state = read_state_dict(checkpoint, WHAT, WHERE)  # fails first, before building 90 M parameters
+            ckpt_id = f"sha256:{file_sha256(str(checkpoint))}"
+        else:
+            ckpt_id = f"in-memory:{checkpoint}"
+        super().__init__(params.img_size, params.resize, params.resample, ckpt_id)
         self.image_encoder, self.prompt_encoder, self.mask_decoder = build_sam_vit_b_parts(params.img_size)
         load_strict(self, state, str(checkpoint), WHAT, WHERE)
         self.blocks = tuple(params.blocks)
@@ -59,7 +65,7 @@ class MedSAMTeacher(SamTeacher2D):
         self.freeze()
 
     @classmethod
-    def build(cls, checkpoint: Optional[str], params: MedSAMParams, spatial_dims: int) -> "MedSAMTeacher":
+    def build(cls, checkpoint: str | None, params: MedSAMParams, spatial_dims: int) -> MedSAMTeacher:
         return cls(checkpoint, params)
 
     def fingerprint(self) -> str:

@@ -16,7 +16,8 @@ Every random draw comes from the ``torch.Generator`` passed in: same seed, same 
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,9 +33,9 @@ def _as_tensor(mask: Tensor | np.ndarray) -> Tensor:
 
 
 def box_from_mask(
-    mask: Tensor | np.ndarray, jitter_px: float = 0.0, generator: Optional[torch.Generator] = None,
+    mask: Tensor | np.ndarray, jitter_px: float = 0.0, generator: torch.Generator | None = None,
     outward: bool = True,
-) -> Optional[Box]:
+) -> Box | None:
     """Box ``(x0, y0, x1, y1)`` (inclusive pixel indices, floats) of a 2D boolean ``mask (H, W)``; None if empty."""
     m = _as_tensor(mask).bool()
     if m.dim() != 2:
@@ -57,7 +58,7 @@ def box_from_mask(
 
 def boxes_from_mask(
     label: Tensor | np.ndarray, num_classes: int, jitter_px: float = 0.0,
-    generator: Optional[torch.Generator] = None, outward: bool = True,
+    generator: torch.Generator | None = None, outward: bool = True,
 ) -> ClassPrompts:
     """One box per foreground class present in a 2D label map ``(H, W)`` (values in [0, K))."""
     lab = _as_tensor(label)
@@ -69,7 +70,7 @@ def boxes_from_mask(
     return ClassPrompts(boxes=boxes)
 
 
-def _sample(cand: Tensor, n: int, generator: Optional[torch.Generator]) -> Tensor:
+def _sample(cand: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
     """``n`` index rows ``(n, ndim)`` drawn uniformly (with replacement only when too few) from a bool map."""
     idx = torch.nonzero(cand)
     if idx.shape[0] == 0 or n <= 0:
@@ -82,8 +83,8 @@ def _sample(cand: Tensor, n: int, generator: Optional[torch.Generator]) -> Tenso
 
 def points_from_mask(
     label: Tensor | np.ndarray, num_classes: int, num_pos: int = 1, num_neg: int = 0,
-    generator: Optional[torch.Generator] = None, entropy: Optional[Tensor] = None,
-    entropy_threshold: Optional[float] = None, neg_margin: int = 5,
+    generator: torch.Generator | None = None, entropy: Tensor | None = None,
+    entropy_threshold: float | None = None, neg_margin: int = 5,
 ) -> ClassPrompts:
     """Positive/negative points per foreground class of a label map ``(*S)`` (2D or 3D).
 
@@ -118,7 +119,7 @@ def points_from_mask(
 
 def slice_boxes_from_mask(
     label: Tensor | np.ndarray, num_classes: int, jitter_px: float = 0.0,
-    generator: Optional[torch.Generator] = None, outward: bool = True,
+    generator: torch.Generator | None = None, outward: bool = True,
 ) -> ClassPrompts:
     """Per-slice boxes of a 3D label map ``(D, H, W)`` along D, for slice-wise teachers (``.slices``)."""
     lab = _as_tensor(label)
@@ -139,8 +140,8 @@ _KINDS: dict[str, PromptBuilder] = {
 
 def make_prompts(
     labels: Tensor, num_classes: int, kind: str, *, jitter_px: float = 0.0,
-    generator: Optional[torch.Generator] = None, outward: bool = True, entropy: Optional[Tensor] = None,
-    entropy_threshold: Optional[float] = None, num_pos: int = 1, num_neg: int = 0,
+    generator: torch.Generator | None = None, outward: bool = True, entropy: Tensor | None = None,
+    entropy_threshold: float | None = None, num_pos: int = 1, num_neg: int = 0,
 ) -> list[ClassPrompts]:
     """Prompts for a batch ``labels (B, *S)`` in the form ``kind`` = the teacher's ``prompt_kind``.
 
@@ -150,7 +151,22 @@ def make_prompts(
         raise ValueError(f"unknown prompt kind {kind!r}; known: {', '.join(sorted(_KINDS))}")
     out = []
     for b in range(labels.shape[0]):
-        opts = dict(jitter_px=jitter_px, generator=generator, outward=outward, num_pos=num_pos, num_neg=num_neg,
-                    entropy=None if entropy is None else entropy[b].cpu(), entropy_threshold=entropy_threshold)
+        opts = {"jitter_px": jitter_px, "generator": generator, "outward": outward, "num_pos": num_pos,
+                "num_neg": num_neg, "entropy": None if entropy is None else entropy[b].cpu(),
+                "entropy_threshold": entropy_threshold}
         out.append(_KINDS[kind](labels[b].cpu(), num_classes, opts))
     return out
+
+
+def prompts_from_masks(
+    masks: Tensor, num_classes: int, kind: str | None = None, spatial_dims: int | None = None,
+    **kwargs: Any,
+) -> list[ClassPrompts]:
+    """:func:`make_prompts` with ``kind`` defaulting from ``spatial_dims`` (2 -> box, 3 -> points).
+
+    Pass ``kind=teacher.prompt_kind`` where the teacher is known (a slice-wise teacher needs
+    ``slice_boxes`` for 3D masks).
+    """
+    if kind is None:
+        kind = {2: "box", 3: "points"}.get(spatial_dims if spatial_dims is not None else masks.dim() - 1, "box")
+    return make_prompts(masks, num_classes, kind, **kwargs)

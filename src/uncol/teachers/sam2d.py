@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
 
-
 # image resampling to the model input; "bicubic" (no antialiasing) keeps thin bright structures such as
 # the fetal skull and scored best with LiteMedSAM on HC18 (6 images, tight boxes: bicubic 0.906,
 # bilinear 0.899, area 0.870, bilinear+antialias 0.868 mean Dice)
@@ -77,7 +76,7 @@ class SamTeacher2D(Teacher):
         if self.resize == "stretch":
             return self.img_size / h, self.img_size / w, self.img_size, self.img_size
         s = self.img_size / max(h, w)
-        return s, s, max(1, int(round(h * s))), max(1, int(round(w * s)))
+        return s, s, max(1, int(h * s + 0.5)), max(1, int(w * s + 0.5))
 
     def preprocess(self, images: Tensor) -> Tensor:
         """``(B, C, H, W)`` any range -> ``(B, 3, img_size, img_size)`` in [0, 1] (MedSAM)."""

@@ -11,7 +11,6 @@ a slice without a box gets background there, as in 2D.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +55,7 @@ class SliceWiseTeacher(Teacher):
         self.freeze()
 
     @classmethod
-    def build(cls, checkpoint: Optional[str], params: SliceWiseParams, spatial_dims: int) -> "SliceWiseTeacher":
+    def build(cls, checkpoint: str | None, params: SliceWiseParams, spatial_dims: int) -> SliceWiseTeacher:
         try:
             base_cls = TEACHERS.get(params.base)
         except KeyError as e:

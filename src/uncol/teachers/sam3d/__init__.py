@@ -7,6 +7,6 @@ transformer + hypernetwork mask head) and ``model`` (the ``Sam3D`` container and
 """
 from __future__ import annotations
 
-from uncol.teachers.sam3d.model import Sam3D, Sam3DConfig, build_sam3d
+from uncol.teachers.sam3d.model import Sam3D, Sam3DConfig, build_sam3d, decode_prompts
 
-__all__ = ["Sam3D", "Sam3DConfig", "build_sam3d"]
+__all__ = ["Sam3D", "Sam3DConfig", "build_sam3d", "decode_prompts"]

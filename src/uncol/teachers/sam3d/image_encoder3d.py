@@ -16,7 +16,7 @@ and shapes must match for a strict checkpoint load; the code below is our own):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

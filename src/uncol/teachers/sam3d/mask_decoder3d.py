@@ -13,6 +13,7 @@ Facts from the official ``mask_decoder3D.py`` (names/shapes for a strict load; o
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -100,7 +101,7 @@ class MLP(nn.Module):
     def __init__(self, d_in: int, hidden: int, d_out: int, n: int) -> None:
         super().__init__()
         dims = [d_in] + [hidden] * (n - 1) + [d_out]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
 
     def forward(self, x: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):

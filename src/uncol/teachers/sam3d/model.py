@@ -77,14 +77,20 @@ class Sam3D(nn.Module):
         official inference does) or None (``no_mask_embed``).
         Returns (low-res logits (B, 1, 4g, 4g, 4g), IoU prediction (B, 1), image tokens (B, g³, prompt_dim)).
         """
-        sparse, dense = self.prompt_encoder(points, mask_input, batch=embedding.shape[0])
-        return self.mask_decoder(embedding, self.prompt_encoder.get_dense_pe(), sparse, dense)
+        return decode_prompts(self.prompt_encoder, self.mask_decoder, embedding, points, mask_input)
 
     def forward(self, x: Tensor, points: tuple[Tensor, Tensor], mask_input: Tensor | None = None) -> Tensor:
         """Full pass: logits (B, 1, S, S, S) (32³ low-res logits upsampled trilinearly to the input)."""
         emb, _ = self.encode(x)
         logits, _, _ = self.decode(emb, points, mask_input)
         return F.interpolate(logits, size=x.shape[2:], mode="trilinear", align_corners=False)
+
+
+def decode_prompts(prompt_encoder: PromptEncoder3D, mask_decoder: MaskDecoder3D, embedding: Tensor,
+                   points: tuple[Tensor, Tensor] | None, mask_input: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Prompt encoder + mask decoder for one prompt set per embedding row (see :meth:`Sam3D.decode`)."""
+    sparse, dense = prompt_encoder(points, mask_input, batch=embedding.shape[0])
+    return mask_decoder(embedding, prompt_encoder.get_dense_pe(), sparse, dense)
 
 
 def build_sam3d(cfg: Sam3DConfig | None = None) -> Sam3D:

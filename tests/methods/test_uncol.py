@@ -1,0 +1,187 @@
+"""UnCoL method: two-step training in 2D and 3D with a tiny random teacher, and its mechanisms."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import uncol.methods  # noqa: F401
+from uncol.config import Config, from_dict
+from uncol.engine.checkpoint import load_checkpoint
+from uncol.engine.loop import train
+from uncol.methods import METHODS
+from uncol.teachers import TEACHERS
+from uncol.teachers.base import Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
+
+DEMO = Path(__file__).resolve().parents[2] / "src" / "uncol" / "assets" / "demo"
+
+
+class TinyTeacher(Teacher):
+    """A random promptable 'foundation model' with the real interface: conv features on a 1/4 grid,
+    per-class probabilities from the prompts' boxes/points, fused tokens from the embedding."""
+
+    embed_dim = 16
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.f1 = conv(1, 8, 3, padding=1)
+        self.f2 = conv(8, 12, 3, padding=1)
+        self.emb = conv(12, self.embed_dim, 1)
+        self.visual_dims = [8, 12, 16]
+        self.prompt_kind = "box" if spatial_dims == 2 else "points"
+        self.freeze()
+
+    @classmethod
+    def build(cls, checkpoint, params, spatial_dims):  # noqa: ANN001, ANN206
+        torch.manual_seed(0)
+        return cls(spatial_dims)
+
+    def fingerprint(self) -> str:
+        return f"tiny{self.spatial_dims}"
+
+    def encode(self, images: torch.Tensor) -> TeacherEmbedding:
+        pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
+        a = torch.relu(self.f1(images))
+        b = torch.relu(self.f2(a))
+        e = self.emb(b)
+        return TeacherEmbedding([pool(a, 2), pool(b, 4), pool(e, 4)], pool(e, 4), tuple(images.shape[2:]))
+
+    def decode(self, emb, prompts, num_classes, out_size):  # noqa: ANN001, ANN201
+        B = emb.batch_size
+        fg = torch.zeros(B, num_classes - 1, *out_size)
+        prompted = torch.zeros(B, num_classes - 1, dtype=torch.bool)
+        for b, pr in enumerate(prompts):
+            for c, box in pr.boxes.items():
+                x0, y0, x1, y1 = (int(v) for v in box)
+                fg[b, c - 1, y0:y1 + 1, x0:x1 + 1] = 0.9
+                prompted[b, c - 1] = True
+            for c, pts in pr.points.items():
+                for q in pts.coords.long():
+                    fg[(b, c - 1, *q.tolist())] = 0.9
+                prompted[b, c - 1] = True
+        probs = combine_class_probs(fg, prompted)
+        tokens = emb.embedding.flatten(2).transpose(1, 2)
+        full = torch.cat([prompted.new_zeros(B, 1), prompted], 1)
+        return TeacherOutput(probs, tokens, tuple(emb.embedding.shape[2:]), full)
+
+
+class TinyTeacher3D(TinyTeacher):
+    spatial_dims = 3
+
+
+TinyTeacher.spatial_dims = 2
+for _name, _cls in (("tiny_test2d", TinyTeacher), ("tiny_test3d", TinyTeacher3D)):
+    if _name not in TEACHERS:
+        TEACHERS.register(_name)(_cls)
+
+
+def _cfg(spatial_dims: int, tmp: Path, **method_params) -> Config:
+    if spatial_dims == 2:
+        data = {"root": str(DEMO / "hc18"), "spatial_dims": 2, "size": [32, 32]}
+        model = {"name": "uncol_student", "params": {"vit_dim": 32, "vit_mlp_dim": 32, "neck_dim": 0, "vit_heads": 2,
+                                                     "vit_dim_head": 16, "teacher_dim": 16, "out_heads": 1,
+                                                     "backbone_params": {"feature_chns": [4, 8, 8, 16, 16]}}}
+    else:
+        data = {"root": str(DEMO / "hippocampus"), "spatial_dims": 3, "size": [16, 32, 16]}
+        model = {"name": "uncol_student", "params": {"vit_dim": 32, "vit_mlp_dim": 32, "vit_heads": 2,
+                                                     "vit_dim_head": 16, "teacher_dim": 16, "out_heads": 1,
+                                                     "backbone_params": {"n_filters": 2}}}
+    data["split"] = {"ratios": [0.6, 0.2, 0.2], "labeled": 3}
+    data["augment"] = {"enabled": False}
+    d = {"data": data, "model": model, "teacher": {"name": f"tiny_test{spatial_dims}d", "cache_dir": str(tmp / "cache")},
+         "method": {"name": "uncol", "params": {"stage1_iterations": 2, "stage2_iterations": 2, **method_params}},
+         "train": {"batch_size": 2, "labeled_bs": 2, "unlabeled_bs": 2, "val_every": 100, "save_every": 100,
+                   "log_every": 1, "threads": 1},
+         "eval": {"max_val_cases": 1}}
+    return from_dict(Config, d)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_two_stage_training_runs_and_logs_every_loss(spatial_dims: int, tmp_path: Path) -> None:
+    cfg = _cfg(spatial_dims, tmp_path)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    import json
+
+    recs = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    s1 = [r for r in recs if r["kind"] == "train" and r["stage"] == "stage1"]
+    s2 = [r for r in recs if r["kind"] == "train" and r["stage"] == "stage2"]
+    assert len(s1) == 2 and len(s2) == 2
+    assert {"sup" if False else "ce", "vis", "sem", "lambda"} <= set(s1[0])
+    assert {"sup", "uapl", "vis", "tau", "pl_coverage"} <= set(s2[0])
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in s1 + s2)
+    ckpt = load_checkpoint(tmp_path / "run" / "final.pt")
+    assert ckpt["spatial_dims"] == spatial_dims
+    assert summary["method"] == "uncol"
+
+
+def _method(spatial_dims: int, tmp: Path, **kw):  # noqa: ANN202
+    from uncol.engine.setup import build_method
+
+    cfg = _cfg(spatial_dims, tmp, **kw)
+    return build_method(cfg, num_classes=2 if spatial_dims == 2 else 3, spatial_dims=spatial_dims,
+                        device=torch.device("cpu"))
+
+
+def test_ema_follows_student_and_is_reset_from_it_at_stage2(tmp_path: Path) -> None:
+    m = _method(2, tmp_path)
+    with torch.no_grad():
+        for p in m.student.parameters():
+            p.add_(1.0)
+    w_s = next(m.student.parameters()).detach().clone()
+    w_e = next(m.ema.module.parameters()).detach().clone()
+    m.begin_stage("stage1")
+    m.after_step(0, 10)
+    # θ_S <- 0.99 θ_S + 0.01 θ
+    assert torch.allclose(next(m.ema.module.parameters()), 0.99 * w_e + 0.01 * w_s, atol=1e-6)
+    m.begin_stage("stage2")
+    assert torch.equal(next(m.ema.module.parameters()), next(m.student.parameters()))
+
+
+def test_frozen_ema_option_stops_updates_in_stage2(tmp_path: Path) -> None:
+    m = _method(2, tmp_path, freeze_ema_stage2=True)
+    m.begin_stage("stage2")
+    before = next(m.ema.module.parameters()).detach().clone()
+    with torch.no_grad():
+        for p in m.student.parameters():
+            p.add_(1.0)
+    m.after_step(0, 10)
+    assert torch.equal(next(m.ema.module.parameters()), before)
+
+
+def test_projectors_are_not_part_of_the_inference_model(tmp_path: Path) -> None:
+    m = _method(2, tmp_path)
+    names = set(m.inference_model().state_dict())
+    assert not any(n.startswith(("vis_proj", "sem_proj", "ema")) for n in names)
+    assert len(m.vis_proj) == 3
+
+
+@pytest.mark.parametrize("mode", ["uapl", "s_only", "avg"])
+def test_pseudo_label_switches_all_train(mode: str, tmp_path: Path) -> None:
+    from uncol.data.sampler import Batch
+
+    m = _method(2, tmp_path, pseudo_label=mode)
+    m.begin_stage("stage2")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 32, 32, generator=g)
+    y = (x[:, 0] > 0.5).long()
+    batch = Batch(labeled={"image": x[:2], "label": y[:2]}, unlabeled={"image": x[2:]})
+    out = m.train_step(batch, 1, 2)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert 0.0 <= out.parts["pl_coverage"] <= 1.0
+
+
+def test_unknown_pseudo_label_mode_is_a_config_error(tmp_path: Path) -> None:
+    from uncol.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pseudo_label"):
+        _method(2, tmp_path, pseudo_label="bogus")
+
+
+def test_registered() -> None:
+    assert "uncol" in METHODS
