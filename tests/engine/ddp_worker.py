@@ -1,4 +1,4 @@
-"""``python ddp_worker.py train CFG --out D`` (alone or under torchrun): ``uncol train`` plus a tiny
+"""``python ddp_worker.py train CFG --out D [--nproc N]``: ``uncol train`` plus a tiny
 BatchNorm-free model (``tiny_conv``) and a cross-entropy-only method (``ce_only``), registered here.
 
 Why: with BatchNorm (per-rank statistics) or the batch-pooled Dice loss, a 2-rank run is not the
@@ -39,6 +39,9 @@ def register() -> None:
 
 if __name__ == "__main__":
     register()
+    import uncol.engine
     from uncol.cli import main
+
+    uncol.engine.RANK_COMMAND = [__file__]  # `--nproc 2` relaunches this script, so ranks register too
 
     sys.exit(main(sys.argv[1:]))

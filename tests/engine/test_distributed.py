@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "src" / "uncol" / "assets" / "demo" / "hc18"
 WORKER = Path(__file__).with_name("ddp_worker.py")
 # Tolerance: the same arithmetic up to the order of float32 sums (gloo's all-reduce and the
-# per-rank partial means); measured differences are ~1e-8, we allow 1e-5 absolute.
+# per-rank partial means); measured max difference 4.5e-8 (weights ~0.4), we allow 1e-5 absolute.
 ATOL = 1e-5
 
 
@@ -50,38 +50,25 @@ def _losses(run: Path) -> list[float]:
 
 @pytest.mark.slow
 def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    """``uncol train --nproc 2`` (torchrun, gloo), 2 x batch 2, against 1 process x batch 4."""
     one, two = tmp_path / "one", tmp_path / "two"
     r1 = subprocess.run([sys.executable, str(WORKER), "train", str(_cfg(tmp_path, "one", 4)), "--out", str(one)],
                         env=_env(), capture_output=True, text=True, timeout=180)
     assert r1.returncode == 0, r1.stderr[-2000:]
-    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         str(WORKER), "train", str(_cfg(tmp_path, "two", 2)), "--out", str(two)],
-                        env=_env(), capture_output=True, text=True, timeout=180)
+    r2 = subprocess.run([sys.executable, str(WORKER), "train", str(_cfg(tmp_path, "two", 2)), "--out", str(two),
+                         "--nproc", "2"], env=_env(), capture_output=True, text=True, timeout=180)
     assert r2.returncode == 0, r2.stderr[-3000:]
-    assert json.loads((two / "summary.json").read_text())["world_size"] == 2
+    summary = json.loads(r2.stdout[r2.stdout.index("{"):])  # printed once, by rank 0
+    assert summary["world_size"] == 2 and r2.stdout.count('"world_size"') == 1
     a = torch.load(one / "final.pt", weights_only=True)["model"]
     b = torch.load(two / "final.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
-    start = torch.load(two / "last.pt", weights_only=True)  # the run moved away from its initialisation
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=ATOL, rtol=0)
-    assert start["world_size"] == 2
+    assert torch.load(two / "last.pt", weights_only=True)["world_size"] == 2
     # logged losses are averaged over the ranks: equal to the one-process loss of the global batch
     assert _losses(two) == pytest.approx(_losses(one), abs=1e-5)
-    # only rank 0 wrote: no stray temp or probe files, one log line per logged iteration
+    assert len(_losses(two)) == 6
+    # only rank 0 wrote: no stray temp or probe files
     assert sorted(p.name for p in two.iterdir() if p.name != "tensorboard") == sorted(
         ["best.pt", "config.yaml", "final.pt", "last.pt", "log.jsonl", "split.json", "summary.json"])
-    assert len(_losses(two)) == 6
-
-
-@pytest.mark.slow
-def test_uncol_train_nproc_launches_torchrun(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, "nproc", 2, method="supervised", model="unet", iterations=2,
-               feature_chns=[2, 4, 4, 8, 8])
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "uncol", "train", str(cfg), "--out", str(out), "--nproc", "2"],
-                       env=_env(), capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr[-3000:]
-    summary = json.loads(r.stdout[r.stdout.index("{"):])  # printed once, by rank 0
-    assert summary["world_size"] == 2 and r.stdout.count('"world_size"') == 1
-    assert (out / "final.pt").is_file() and (out / "split.json").is_file()

@@ -173,7 +173,14 @@ def _file_ndim(path: Path) -> int:
             shape = nib.load(str(path)).shape
         except Exception as e:  # noqa: BLE001  any nibabel failure is a bad file
             raise DataError(f"{path}: cannot read the NIfTI header ({e}); re-export the file") from None
-        return min(3, len(shape))
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) not in (2, 3):
+            raise DataError(
+                f"{path}: image is {len(shape)}D with shape {tuple(shape)}; uncol takes one channel, so pass a "
+                "2D/3D file (split multi-channel or time series files into one file per channel)"
+            )
+        return len(shape)
     return read_image(path).ndim
 
 

@@ -9,6 +9,11 @@ from typing import Any
 
 from uncol.config import Config
 
+#: What each rank of ``uncol train --nproc N`` runs: ``python -m torch.distributed.run ... RANK_COMMAND
+#: <uncol arguments>``. A program that registers its own models or methods before calling
+#: :func:`uncol.cli.main` sets it to ``[its_script_path]`` so that every rank registers them too.
+RANK_COMMAND: list[str] = ["-m", "uncol"]
+
 
 def train_argv(config: str | None, out: str | Path, overrides: list[str], resume: bool = False,
                stages: list[str] | None = None) -> list[str]:
@@ -52,7 +57,7 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
     """Run training in this process, under ``torchrun`` (``WORLD_SIZE`` set), or launch ``nproc`` processes.
 
     ``uncol train --nproc N`` re-runs ``argv`` (the ``uncol`` arguments, ``--nproc`` excluded) through
-    ``python -m torch.distributed.run --standalone --nproc_per_node N -m uncol``; each rank then
+    ``python -m torch.distributed.run --standalone --nproc_per_node N`` + :data:`RANK_COMMAND`; each rank then
     initialises the process group (gloo on CPU, nccl on GPU) and only rank 0 writes files. Returns the
     summary on rank 0 of the run, None on the other ranks and in the launcher.
     """
@@ -68,7 +73,7 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
             raise ConfigError("--nproc > 1 needs the command's arguments to relaunch it; call it through `uncol train`")
         preflight(cfg, Path(out), resume)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "uncol", *argv]
+               *RANK_COMMAND, *argv]
         rc = subprocess.call(cmd)
         if rc != 0:
             raise SystemExit(rc)

@@ -44,14 +44,29 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        if "Unsupported global" not in str(e):  # not a refused object: garbage bytes
+            raise CheckpointError(f"{what} {str(p)!r} is not a readable checkpoint (corrupt or another format); "
+                                  "re-create or re-download it") from None
         raise CheckpointError(
             f"{what} {str(p)!r} was refused by the safe loader (weights_only=True): it holds Python objects "
-            f"that could run code ({first}); re-save it as a plain state dict from a trusted environment"
+            f"that could run code ({_refusal_reason(str(e))}); load only files you trust, and re-save them as a "
+            "plain state dict (torch.save(model.state_dict(), path))"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{what} {str(p)!r} is unreadable or truncated ({first}); re-create or re-download it") from None
+
+
+def _refusal_reason(text: str) -> str:
+    """The informative part of torch's weights-only refusal (``Unsupported global: GLOBAL x``), one line."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    m = re.search(r"Unsupported global[^.]*", text)
+    if m:
+        return m.group(0).replace(" was not an allowed global by default", " not allowed").strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[-1] if lines else "unsafe pickle")[:160]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -87,8 +87,29 @@ class Uncol(Method):
         return [StagePlan("stage1", p.stage1_iterations or t.iterations, t.batch_size, 0),
                 StagePlan("stage2", p.stage2_iterations or t.iterations, t.labeled_bs, t.unlabeled_bs)]
 
+    def attach_run(self, run: Any) -> None:
+        """Called once by the engine with the run's datasets: lets the method fill the teacher cache."""
+        self._run = [run]
+
+    def _fill_cache(self) -> None:
+        """Encode every training image once (tqdm bar) when the teacher is cached and the training
+        images are deterministic (no augmentation, no random patches), so every later step hits the cache."""
+        from uncol.teachers.cache import CachedTeacher
+
+        run = self._run[0] if getattr(self, "_run", None) else None
+        d = self.cfg.data
+        if run is None or not isinstance(self.teacher, CachedTeacher) or d.augment.enabled or d.mode == "patch":
+            return
+        device = next(self.student.parameters()).device
+        for ds in (run.labeled_ds, run.unlabeled_ds):
+            if ds is not None:
+                self.teacher.fill((ds.get_seeded(i, 0)["image"].to(device) for i in range(len(ds))), total=len(ds))
+
     def begin_stage(self, name: str, resumed: bool = False) -> None:
         super().begin_stage(name, resumed)
+        if self.teacher is not None and not getattr(self, "_filled", False):
+            self._fill_cache()
+            self._filled = True
         if name == "stage2" and not resumed:
             self.ema.reset(self.student)  # S is initialised from the stage-1 student (SPEC §4)
 
@@ -105,14 +126,18 @@ class Uncol(Method):
         Boxes (2D, slice-wise) or points (3D); points are drawn inside the class, or inside its
         low-entropy region (``entropy`` (B,*S) < ``tau``) for pseudo-label prompts (SPEC §5).
         """
+        emb = self.teacher.encode(images)
+        return emb, self._decode(emb, masks, jitter, tuple(images.shape[2:]), entropy, tau)
+
+    @torch.no_grad()
+    def _decode(self, emb: Any, masks: torch.Tensor, jitter: float, size: tuple[int, ...],
+                entropy: Optional[torch.Tensor] = None, tau: Optional[float] = None) -> Any:
         from uncol.teachers.prompts import prompts_from_masks
 
         g = self.teacher
-        emb = g.encode(images)
         prompts = prompts_from_masks(masks, self.num_classes, kind=g.prompt_kind, jitter_px=jitter,
                                      generator=self._gen, entropy=entropy, entropy_threshold=tau)
-        out = g.decode(emb, prompts, self.num_classes, tuple(images.shape[2:]))
-        return emb, out
+        return g.decode(emb, prompts, self.num_classes, size)
 
     def _knowledge(self, fused: torch.Tensor, fused_grid: tuple[int, ...], grid: tuple[int, ...]) -> torch.Tensor:
         """G's fused tokens (B,M,d_t) pooled to the student grid -> (B,N,d_t)."""
@@ -137,8 +162,13 @@ class Uncol(Method):
             out = self.student.forward_features(xm)
             loss = self._sup(out.logits, ym, parts)
             return StepOutput(loss, {"loss": loss.item(), **parts})
-        # 2. generalized teacher, prompted with ground-truth boxes/points
-        emb, gout = self._teacher_pass(xm, ym, self.cfg.teacher.box_jitter_px)
+        # 2. generalized teacher, prompted with ground-truth boxes/points of the mixed image
+        if self.cfg.teacher.mode == "online":
+            emb = self.teacher.encode(xm)
+        else:  # cached: encode the source images (cache hits), mix their feature maps with the same mask
+            emb = self.teacher.encode(x).map(
+                lambda t: mix(t[perm], t, _resize_mask(m, t.shape[2:]), spatial_dims=nd))
+        gout = self._decode(emb, ym, self.cfg.teacher.box_jitter_px, tuple(x.shape[2:]))
         know = self._knowledge(gout.fused, gout.fused_grid, grid)
         # 3. student with G's knowledge in the adapter
         out = self.student.forward_features(xm, teacher_knowledge=know)

@@ -1,0 +1,334 @@
+"""``uncol report FOLDER``: one self-contained HTML page (figures inlined as base64 PNG) plus the PNGs.
+
+For a **run folder** (what ``uncol train`` writes): the run's summary, the metrics table (a
+``metrics.json`` in the folder or one level below, e.g. ``eval/metrics.json``; without one the
+checkpoint is evaluated on the split and ``OUT/metrics.json`` written), training curves from
+``log.jsonl``, qualitative overlays (image / ground truth / prediction / entropy) of the best, median
+and worst case by mean Dice (3D: the slice along the first axis with the most ground-truth
+foreground), and — when an ``uncertainty.json`` of ``uncol uncertainty`` sits in the folder or one
+level below — its measures, reliability diagram and risk–coverage curves.
+
+For a **bench folder** (``uncol bench``: ``results.md`` / ``results.json`` / ``results.csv`` and one
+subfolder per cell holding run folders): the results table (``results.md``, else ``results.json``),
+the bench's own PNGs, the validation curves of every run, a table of the runs, and the report sections
+above for the run with the best validation score.
+
+The page sets ``document.body.dataset.loaded = "ok"`` once every image has decoded (``"broken"``
+otherwise), which the headless-browser test reads.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uncol.errors import DataError
+
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:24px auto;
+padding:0 16px;color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}
+table{border-collapse:collapse;margin:8px 0;font-size:.9em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f2f4f7}td:first-child,th:first-child{text-align:left}tr:nth-child(even) td{background:#fafbfc}
+figure{margin:10px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+.row{display:flex;flex-wrap:wrap;gap:16px}.note{color:#666;font-size:.9em}code{background:#f4f4f4;padding:1px 4px}
+.kv td{text-align:left}.kv td:first-child{font-weight:600;background:#f2f4f7}"""
+
+JS = """window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);
+var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;
+document.body.dataset.images=String(ok);document.body.dataset.loaded=(ok===im.length)?'ok':'broken';});"""
+
+
+class _Page:
+    """Collects HTML sections; ``figure`` inlines a PNG already written to disk."""
+
+    def __init__(self, title: str) -> None:
+        self.title, self.parts = title, []  # type: ignore[var-annotated]
+
+    def h2(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def p(self, text: str, cls: str = "") -> None:
+        self.parts.append(f"<p{f' class={cls!r}' if cls else ''}>{html.escape(text)}</p>")
+
+    def raw(self, s: str) -> None:
+        self.parts.append(s)
+
+    def figure(self, png: Path, caption: str) -> str:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        return (f"<figure><img alt={html.escape(caption, quote=True)!r} src=\"data:image/png;base64,{data}\">"
+                f"<figcaption>{html.escape(caption)} (<code>{html.escape(png.name)}</code>)</figcaption></figure>")
+
+    def render(self) -> str:
+        body = "\n".join(self.parts)
+        return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
+                f"<style>{CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n<script>{JS}</script>"
+                "</body></html>\n")
+
+
+def table_html(header: list[str], rows: list[list[Any]], show_header: bool = True) -> str:
+    """A plain HTML table of strings (escaped); ``show_header=False`` for a key/value table."""
+    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    head = f"<thead><tr>{h}</tr></thead>" if show_header else ""
+    cls = "" if show_header else " class=\"kv\""
+    return f"<table{cls}>{head}<tbody>{body}</tbody></table>"
+
+
+def markdown_html(md: str) -> str:
+    """Markdown tables to HTML tables; headings and other lines as escaped text (enough for results.md)."""
+    out, block = [], []  # type: ignore[var-annotated]
+
+    def flush() -> None:
+        if block:
+            cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in block]
+            rows = [r for r in cells[1:] if not all(set(c) <= set("-: ") for c in r)]
+            out.append(table_html(cells[0], rows))
+            block.clear()
+
+    for line in md.splitlines():
+        if line.strip().startswith("|"):
+            block.append(line)
+            continue
+        flush()
+        s = line.strip()
+        if s.startswith("#"):
+            out.append(f"<h3>{html.escape(s.lstrip('#').strip())}</h3>")
+        elif s:
+            out.append(f"<p>{html.escape(s)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    """``folder/name``, else the first ``folder/*/name`` (sorted)."""
+    p = folder / name
+    if p.is_file():
+        return p
+    below = sorted(folder.glob(f"*/{name}"))
+    return below[0] if below else None
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Records of a ``log.jsonl`` (unreadable lines are skipped: a run may be writing it)."""
+    recs = []
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(r, dict):
+            recs.append(r)
+    return recs
+
+
+def is_run_folder(folder: Path) -> bool:
+    return (folder / "log.jsonl").is_file() or (folder / "summary.json").is_file()
+
+
+def _checkpoint(folder: Path) -> Path | None:
+    return next((folder / n for n in ("best.pt", "final.pt", "last.pt") if (folder / n).is_file()), None)
+
+
+def build_report(folder: str | Path, out: str | Path | None = None, data: str | Path | None = None,
+                 split: str = "test", device: str = "auto", overlays: bool = True) -> Path:
+    """Write ``OUT/report.html`` (default ``OUT = FOLDER/report``) and its PNGs; returns the HTML path."""
+    from uncol.engine.io import atomic_write_text
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"report folder {str(folder)!r} not found; pass a run folder (uncol train --out) or a bench folder")
+    outp = Path(out) if out else folder / "report"
+    outp.mkdir(parents=True, exist_ok=True)
+    if is_run_folder(folder):
+        page = _Page(f"uncol run report: {folder.resolve().name}")
+        _run_sections(page, folder, outp, "", data, split, device, overlays)
+    else:
+        page = _Page(f"uncol bench report: {folder.resolve().name}")
+        _bench_sections(page, folder, outp, data, split, device, overlays)
+    path = outp / "report.html"
+    atomic_write_text(path, page.render())
+    return path
+
+
+def _run_sections(page: _Page, folder: Path, outp: Path, prefix: str, data: str | Path | None, split: str,
+                  device: str, overlays: bool) -> None:
+    from uncol.eval.metrics import format_table
+    from uncol.eval.plots import plot_training_curves
+
+    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    cfg = summary.get("config") or {}
+    info = [["folder", str(folder)], ["method", summary.get("method", cfg.get("method", {}).get("name", "?"))],
+            ["model", cfg.get("model", {}).get("name", "?")], ["data", cfg.get("data", {}).get("root", "?")]]
+    if "best" in summary:
+        b = summary["best"]
+        m = b.get("metric")
+        val = f"{100 * m:.2f} % Dice" if isinstance(m, (int, float)) else str(m)
+        info.append(["best validation", f"{val} at iteration {b.get('iteration')} (stage {b.get('stage')})"])
+    if "wall_time_s" in summary:
+        info.append(["training wall time", f"{summary['wall_time_s']} s"])
+    page.h2(f"{prefix}Run")
+    page.raw(table_html(["", ""], info, show_header=False))
+
+    metrics_path = _find(folder, "metrics.json")
+    metrics = json.loads(metrics_path.read_text()) if metrics_path else None
+    model_bits = None
+    ckpt = _checkpoint(folder)
+    if metrics is None and overlays and ckpt is not None:
+        model_bits = _load_for_overlays(ckpt, data, device)
+        if model_bits is not None:
+            metrics = _evaluate(model_bits, folder, split, outp)
+            metrics_path = outp / "metrics.json"
+    page.h2(f"{prefix}Metrics")
+    if metrics is not None:
+        page.p(f"from {metrics_path}; Dice/Jaccard in %, HD95/ASD in {metrics.get('units', 'mm')}, mean ± std over "
+               f"{metrics.get('num_cases', '?')} cases", "note")
+        page.raw(markdown_html(format_table({folder.name: metrics})))
+    else:
+        page.p("no metrics.json found (run uncol evaluate --out RUN/eval) and no checkpoint/data to evaluate", "note")
+
+    log = folder / "log.jsonl"
+    if log.is_file():
+        page.h2(f"{prefix}Training curves")
+        png = plot_training_curves(read_log(log), outp / "training_curves.png")
+        page.raw(page.figure(png, "training losses and validation scores per iteration (log.jsonl)"))
+
+    if overlays and metrics is not None and metrics.get("per_case") and ckpt is not None:
+        model_bits = model_bits or _load_for_overlays(ckpt, data, device)
+        page.h2(f"{prefix}Qualitative results: best, median and worst case by Dice")
+        if model_bits is None:
+            page.p("overlays skipped: the dataset folder of the run was not found (pass --data)", "note")
+        else:
+            figs = [page.figure(p, c) for p, c in _overlays(model_bits, metrics, outp)]
+            page.raw("\n".join(figs))
+
+    unc = _find(folder, "uncertainty.json")
+    if unc is not None:
+        _uncertainty_section(page, json.loads(unc.read_text()), unc, outp, prefix)
+
+
+def _uncertainty_section(page: _Page, res: dict[str, Any], src: Path, outp: Path, prefix: str) -> None:
+    from uncol.eval.plots import plot_reliability, plot_risk_coverage
+    from uncol.eval.uncertainty import summary_rows
+
+    page.h2(f"{prefix}Uncertainty and calibration")
+    page.p(f"from {src} ({res.get('split', '?')} split, {res.get('num_cases', '?')} cases, "
+           f"{res.get('mc_passes', 0)} MC-dropout passes)", "note")
+    page.raw(table_html(["measure", "value"], [list(r) for r in summary_rows(res)]))
+    figs = [page.figure(plot_reliability(res["reliability"], outp / "reliability.png"),
+                        "reliability diagram, 15 equal-width confidence bins"),
+            page.figure(plot_risk_coverage(res, outp / "risk_coverage.png"),
+                        "risk–coverage curves: the most certain voxels kept first")]
+    page.raw(f"<div class=\"row\">{''.join(figs)}</div>")
+
+
+def _load_for_overlays(ckpt: Path, data: str | Path | None, device: str) -> tuple | None:
+    """(model, cfg, spec, device) for the checkpoint's dataset, or None when its data folder is absent."""
+    from uncol.data.dataset import DatasetSpec
+    from uncol.engine.setup import resolve_device
+    from uncol.eval.evaluate import model_from_checkpoint
+
+    dev = resolve_device(device)
+    model, cfg, _ = model_from_checkpoint(ckpt, dev)
+    root = Path(data) if data else Path(cfg.data.root)
+    if not (root / "dataset.json").is_file():
+        if data:
+            raise DataError(f"--data {str(data)!r} has no dataset.json; pass the dataset folder the run trained on")
+        return None
+    return model, cfg, DatasetSpec.load(root), dev, ckpt
+
+
+def _evaluate(bits: tuple, folder: Path, split: str, outp: Path) -> dict[str, Any]:
+    from uncol.engine.io import atomic_write_json
+    from uncol.eval.evaluate import evaluate_cases
+    from uncol.eval.uncertainty import split_case_ids
+
+    model, cfg, spec, dev, ckpt = bits
+    ids = split_case_ids(spec, split, folder / "split.json")
+    res = evaluate_cases(model, spec, ids, cfg, dev, progress=False)
+    res.update(checkpoint=str(ckpt), split=split)
+    atomic_write_json(outp / "metrics.json", res)
+    return res
+
+
+def pick_cases(metrics: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``[(role, case, dice)]`` for the best, median and worst case by mean Dice (fewer if fewer cases)."""
+    cases = sorted(((float(c["mean"]["dice"]), c["case"]) for c in metrics["per_case"]), key=lambda t: (-t[0], t[1]))
+    picks = {"best": cases[0], "median": cases[(len(cases) - 1) // 2], "worst": cases[-1]}
+    out, seen = [], set()
+    for role, (d, cid) in picks.items():
+        if cid not in seen:
+            seen.add(cid)
+            out.append((role, cid, d))
+    return out
+
+
+def _overlays(bits: tuple, metrics: dict[str, Any], outp: Path) -> list[tuple[Path, str]]:
+    from uncol.data.datasets import load_case
+    from uncol.eval.inference import predict_probs
+    from uncol.eval.plots import pick_slice, plot_overlay
+    from uncol.pseudo.uncertainty import entropy
+
+    model, cfg, spec, dev, _ = bits
+    done = []
+    for role, cid, dice in pick_cases(metrics):
+        case = load_case(spec, cid, cfg.data)
+        probs = predict_probs(model, case.image, cfg, dev)
+        pred = probs.argmax(0).numpy()
+        ent = entropy(probs.unsqueeze(0), dim=1)[0].numpy()
+        img = case.image[0].numpy()
+        gt = np.asarray(case.label) if case.label is not None else np.zeros_like(pred)
+        where = ""
+        if img.ndim == 3:
+            z = pick_slice(gt, 0)
+            img, gt, pred, ent = img[z], gt[z], pred[z], ent[z]
+            where = f", slice {z} of axis 0 (most foreground)"
+        title = f"{role}: {cid}, Dice {100 * dice:.2f} %{where}"
+        png = plot_overlay(img, gt, pred, ent, outp / f"overlay_{role}.png", title, max_unc=float(np.log(probs.shape[0])))
+        done.append((png, title))
+    return done
+
+
+def _bench_sections(page: _Page, folder: Path, outp: Path, data: str | Path | None, split: str, device: str,
+                    overlays: bool) -> None:
+    from uncol.eval.metrics import format_table
+    from uncol.eval.plots import plot_val_comparison
+
+    page.h2("Results")
+    md, js = folder / "results.md", folder / "results.json"
+    if md.is_file():
+        page.raw(markdown_html(md.read_text()))
+    elif js.is_file():
+        res = json.loads(js.read_text())
+        if isinstance(res, dict) and res and all(isinstance(v, dict) and "mean" in v for v in res.values()):
+            page.raw(markdown_html(format_table(res)))
+        else:
+            page.raw(f"<pre>{html.escape(json.dumps(res, indent=1)[:20000])}</pre>")
+    else:
+        page.p("no results.md / results.json in this folder (is the bench finished?)", "note")
+    pngs = sorted(p for p in folder.glob("*.png"))
+    if pngs:
+        page.raw("\n".join(page.figure(p, p.stem.replace("_", " ")) for p in pngs))
+
+    runs = sorted({p.parent for p in folder.rglob("log.jsonl") if outp not in p.parents})
+    if not runs:
+        page.p("no run folders (with log.jsonl) below this folder", "note")
+        return
+    names = {r: str(r.relative_to(folder)) for r in runs}
+    page.h2("Training curves of every run")
+    png = plot_val_comparison({names[r]: read_log(r / "log.jsonl") for r in runs}, outp / "val_curves.png")
+    page.raw(page.figure(png, "validation Dice vs iteration"))
+    rows, best = [], None
+    for r in runs:
+        s = json.loads((r / "summary.json").read_text()) if (r / "summary.json").is_file() else {}
+        b = (s.get("best") or {}).get("metric")
+        rows.append([names[r], s.get("method", "?"), "–" if b is None else f"{100 * b:.2f}", s.get("wall_time_s", "–")])
+        if b is not None and (best is None or b > best[0]):
+            best = (b, r)
+    page.raw(table_html(["run", "method", "best val Dice %", "wall time (s)"], rows))
+    if best is not None:
+        sub = outp / "best_run"
+        sub.mkdir(exist_ok=True)
+        _run_sections(page, best[1], sub, f"Best run ({names[best[1]]}): ", data, split, device, overlays)
