@@ -56,19 +56,18 @@ def main() -> None:
     text = "\n".join([
         "# Efficiency (Table 7), measured",
         "",
-        f"Machine: {cpu_name()} ({dev}), torch {torch.__version__}, {a.threads} threads; batch 1; "
-        f"latency = median of N runs after 1 warm-up; wall time of this script {wall:.0f} s.",
-        "Command: `python benchmarks/efficiency.py"
-        + (f" --threads {a.threads}" if a.threads != 2 else "") + "`",
+        (f"Machine: {cpu_name()} ({dev}), torch {torch.__version__}, {a.threads} threads; batch 1; "
+         f"latency = median of N runs after 1 warm-up; wall time of this script {wall:.0f} s."),
+        ("Command: `python benchmarks/efficiency.py" + (f" --threads {a.threads}" if a.threads != 2 else "") + "`"),
         "",
         md,
         "",
         *ratios,
         "",
-        "MACs: `paper` = conv + linear (thop convention, as the paper's table), `full` = all matmuls "
-        "(torch.utils.flop_counter / 2). Teachers use random weights (timing only). Paper Table 7 "
-        "(RTX 3090): MedSAM 93.74 M / 371.46 G, SAM-Med3D 100.51 M / 186.44 G, U-Net 1.81 M / 3.01 G, "
-        "V-Net 9.44 M / 97.91 G, UnCoL 2D 3.53 M / 3.60 G, UnCoL 3D 13.94 M / 144.45 G.",
+        ("MACs: `paper` = conv + linear (thop convention, as the paper's table), `full` = all matmuls "
+         "(torch.utils.flop_counter / 2). Teachers use random weights (timing only). Paper Table 7 "
+         "(RTX 3090): MedSAM 93.74 M / 371.46 G, SAM-Med3D 100.51 M / 186.44 G, U-Net 1.81 M / 3.01 G, "
+         "V-Net 9.44 M / 97.91 G, UnCoL 2D 3.53 M / 3.60 G, UnCoL 3D 13.94 M / 144.45 G."),
         "",
     ])
     print(text)

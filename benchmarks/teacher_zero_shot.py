@@ -5,7 +5,8 @@
 
 Datasets are read from ../shared/data (``$UNCOL_SHARED_DATA``); a folder without ``dataset.json`` (HC18:
 ``images/NNN_HC.png`` + ``masks/NNN_HC_mask.png``) is described in a temporary folder first. Jitter is in
-px of MedSAM's 1024-px frame (SPEC §5). Prints Dice/HD95 and the wall time of each run.
+px of MedSAM's 1024-px frame (SPEC §5). Images are read raw (``normalize: none``): the teacher
+min-max scales them itself. Prints Dice/HD95 and the wall time of each run.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def main() -> None:
         ids = sorted(spec.case_ids)[: a.cases]
         for j in a.jitter:
             t0 = time.perf_counter()
-            res = zero_shot(teacher, spec, ids, DataConfig(), jitter_px=j, seed=a.seed, progress=False)
+            res = zero_shot(teacher, spec, ids, DataConfig(normalize="none"), jitter_px=j, seed=a.seed, progress=False)
             wall = time.perf_counter() - t0
             per_class = ", ".join(f"{k} {v['dice']:.4f}" for k, v in res["per_class"].items())
             print(f"{a.teacher} {a.dataset} n={res['num_cases']} jitter={j:g}px@1024: mean Dice "

@@ -6,7 +6,6 @@ exist afterwards (all checks run before the first write; see ``uncol.engine.setu
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
@@ -247,6 +246,18 @@ def not_an_uncol_checkpoint(tmp, data):
     return ["evaluate", "--checkpoint", str(p), "--data", str(data), "--out", str(tmp / "out")], "format_version"
 
 
+def pickled_code_checkpoint(tmp, data):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.write_text, (tmp / "pwned", "x"))
+
+    p = tmp / "model.pkl"
+    p.write_bytes(pickle.dumps({"format_version": 1, "model": Evil()}, protocol=4))
+    return ["evaluate", "--checkpoint", str(p), "--data", str(data), "--out", str(tmp / "out")], "weights_only"
+
+
 def masks_shape_mismatch(tmp, data):
     _nii(tmp / "pred" / "a.nii.gz", np.zeros((16, 16), np.uint8))
     _nii(tmp / "gt" / "a.nii.gz", np.zeros((32, 32), np.uint8))
@@ -279,7 +290,7 @@ CASES: list[Case] = [
     missing_data_root, zero_labelled, split_file_unknown_case, unknown_method, unknown_method_param,
     unknown_teacher, unknown_model, negative_iterations, wrong_config_type, unknown_config_key, bad_override,
     yaml_syntax, missing_config, out_is_a_file, out_not_writable, bad_nproc, missing_checkpoint,
-    corrupt_checkpoint, truncated_checkpoint, not_an_uncol_checkpoint, masks_shape_mismatch, masks_unpaired,
+    corrupt_checkpoint, truncated_checkpoint, not_an_uncol_checkpoint, pickled_code_checkpoint, masks_shape_mismatch, masks_unpaired,
     import_unpaired, predict_missing_input,
 ]
 
@@ -310,6 +321,7 @@ def test_bad_input_gives_one_line_exit_2_and_no_output(case: Case, good_dataset:
     assert expected in lines[0], lines[0]
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists(), sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_the_sweep_is_a_catalogue_of_at_least_20_kinds() -> None:
@@ -327,7 +339,7 @@ def test_real_process_prints_one_line_without_traceback(breaker: Case, good_data
     data = _copy(good_dataset, tmp_path / "ds")
     argv, expected = breaker(tmp_path, data)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    r = subprocess.run([sys.executable, "-m", "uncol", *argv], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "uncol", *argv], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and expected in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()

@@ -32,7 +32,7 @@ def register() -> None:
     class CEOnly(Method):
         Params = _P
 
-        def train_step(self, batch, it, total):  # noqa: ANN001, ANN202
+        def train_step(self, batch, it, total):
             loss = ce_loss(self.student(batch.labeled["image"]), batch.labeled["label"])
             return StepOutput(loss, {"loss": loss.item()})
 

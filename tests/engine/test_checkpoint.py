@@ -12,7 +12,13 @@ from torch import nn
 
 from uncol.cli import main
 from uncol.config import Config, ModelConfig, to_dict
-from uncol.engine.checkpoint import FORMAT_VERSION, load_checkpoint, load_state_strict, safe_load, save_checkpoint
+from uncol.engine.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    load_state_strict,
+    safe_load,
+    save_checkpoint,
+)
 from uncol.engine.io import atomic_torch_save, atomic_write_text
 from uncol.errors import CheckpointError
 from uncol.models import build_model
@@ -27,7 +33,7 @@ class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (Path.write_text, (self.marker, "pwned"))
 
 

