@@ -334,12 +334,25 @@ def test_the_valid_dataset_trains(good_dataset: Path, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "final.pt").is_file()
 
 
-@pytest.mark.parametrize("breaker", [yaml_syntax, truncated_nifti], ids=["config", "data"])
+@pytest.mark.parametrize("breaker", [yaml_syntax], ids=["config"])  # data: see the --nproc test below
 def test_real_process_prints_one_line_without_traceback(breaker: Case, good_dataset: Path, tmp_path: Path) -> None:
     data = _copy(good_dataset, tmp_path / "ds")
     argv, expected = breaker(tmp_path, data)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     r = subprocess.run([sys.executable, "-m", "uncol", *argv], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and expected in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_nproc_2_prints_the_ranks_error_once(good_dataset: Path, tmp_path: Path) -> None:
+    """Under ``--nproc 2`` a data error found by the ranks is one line too (no torchrun report)."""
+    data = _copy(good_dataset, tmp_path / "ds")
+    argv, expected = nan_image(tmp_path, data)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    r = subprocess.run([sys.executable, "-m", "uncol", *argv, "--nproc", "2"], capture_output=True, text=True,
+                       env=env, timeout=180, check=False)
+    assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and expected in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()

@@ -74,9 +74,9 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
         preflight(cfg, Path(out), resume)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *RANK_COMMAND, *argv]
-        rc = subprocess.call(cmd)
+        rc, user_error = _run_filtered(cmd)
         if rc != 0:
-            raise SystemExit(rc)
+            raise SystemExit(2 if user_error else rc)
         return None
     dist = init_from_env(resolve_device(cfg.train.device).type)
     try:
@@ -84,3 +84,36 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
     finally:
         cleanup(dist)
     return summary if dist.rank == 0 else None
+
+
+def _run_filtered(cmd: list[str]) -> tuple[int, bool]:
+    """Run the launcher, forwarding its stderr live (progress bars included) with two filters.
+
+    torchrun's OMP_NUM_THREADS banner is dropped. Once a rank prints a user error (``error: ...``, exit
+    status 2), that first line is shown and everything after it is dropped: the same line from the
+    other ranks and torchrun's ChildFailedError report. Returns (exit status, whether a user error was seen).
+    """
+    import re
+
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+    buf, user_error = b"", False
+    while True:
+        chunk = os.read(proc.stderr.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *segments, buf = re.split(rb"(?<=[\r\n])", buf)
+        for seg in segments:
+            if user_error or not seg.strip() or seg.startswith(b"*****") or b"Setting OMP_NUM_THREADS" in seg:
+                continue
+            user_error = seg.startswith(b"error: ")
+            if out is not None:
+                out.write(seg)
+                out.flush()
+            else:
+                sys.stderr.write(seg.decode(errors="replace"))
+    if buf and not user_error:
+        (out.write(buf) if out is not None else sys.stderr.write(buf.decode(errors="replace")))
+    return proc.wait(), user_error

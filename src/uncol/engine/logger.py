@@ -18,7 +18,7 @@ class ScalarLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
-            except Exception:  # tensorboard is optional
+            except Exception:  # noqa: BLE001  tensorboard is optional
                 self._tb = None
 
     def log(self, iteration: int, stage: str, scalars: dict[str, Any], kind: str = "train") -> None:
