@@ -30,14 +30,14 @@ def test_jitter_within_20px_of_the_1024_frame_scaled_to_the_image() -> None:
     lab = _label()  # H=512, W=256: 20 px at 1024 -> 5 px in x, 10 px in y
     gen = torch.Generator().manual_seed(0)
     offs = []
-    for _ in range(300):
+    for _ in range(120):
         x0, y0, x1, y1 = box_from_mask(lab == 1, 20.0, gen)
         offs.append((50 - x0, 100 - y0, x1 - 119, y1 - 199))
     o = torch.tensor(offs)
     assert o.min() >= 0  # MedSAM's jitter moves every side outward
     assert o[:, [0, 2]].max() <= 5.0 and o[:, [1, 3]].max() <= 10.0
     assert o[:, [0, 2]].max() > 4.5 and o[:, [1, 3]].max() > 9.0  # and uses the range
-    both = torch.tensor([box_from_mask(lab == 1, 20.0, gen, outward=False) for _ in range(200)])
+    both = torch.tensor([box_from_mask(lab == 1, 20.0, gen, outward=False) for _ in range(60)])
     assert (both[:, 0] > 50).any() and (both[:, 0] < 50).any()
 
 

@@ -9,6 +9,8 @@ A bench file::
     ratios: [0.05, 0.1]                  # -> data.split.labeled (a float <= 1 is a ratio, an int a count)
     seeds: [0, 1, 2]                     # each written to every key of seed_keys
     seed_keys: [train.seed]              # add data.split.seed for random trials (new split per seed)
+    order: seed                          # run all methods of seed 0 first (default), or `method`
+    highlight: uncol                     # method id compared with the best other row in results.md
     methods:
       - label: Supervised                # row name in the tables
         method: supervised               # shorthand for set: {method.name: ...}
@@ -71,6 +73,8 @@ class BenchSpec:
     ratios: list[Union[int, float]] = field(default_factory=lambda: [0.1])
     seeds: list[int] = field(default_factory=lambda: [0])
     seed_keys: list[str] = field(default_factory=lambda: ["train.seed"])
+    order: str = "seed"  # seed: all methods for seed 0 first (useful partial tables) | method: a method's cells together
+    highlight: str = ""  # id of the method compared with the best other row in the tables' summary line
     description: str = ""
     notes: str = ""
 
@@ -191,7 +195,8 @@ def base_config(bench: BenchSpec, root: Path) -> dict:
 
 
 def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[Cell]:
-    """All cells of the grid in run order (methods in file order, then ratio, then seed), validated.
+    """All cells of the grid in run order, validated: ``order: seed`` sorts by (seed, ratio, method),
+    ``order: method`` by (method, ratio, seed); methods keep their file order, reference rows come first.
 
     ``only``: keep the methods whose id or label is listed.
     """
@@ -206,8 +211,8 @@ def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[
         if not methods:
             known = ", ".join(m.id for m in bench.methods)
             raise ConfigError(f"--only {', '.join(only)} matches no method of bench {bench.name!r}; known: {known}")
-    cells = []
-    for m in methods:
+    cells: list[tuple[tuple[int, ...], Cell]] = []
+    for mi, m in enumerate(methods):
         ratios: list = list(bench.ratios if m.ratios is None else m.ratios) or [None]
         for r in ratios:
             for s in bench.seeds if m.seeds is None else m.seeds:
@@ -224,8 +229,11 @@ def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[
                     set_dotted(cfg, k, int(s))
                 cell = Cell(m, r, int(s), cfg)
                 _check(cell, METHODS)
-                cells.append(cell)
-    return cells
+                ri = bench.ratios.index(r) if r in bench.ratios else -1  # reference rows first
+                cells.append(((int(s), ri, mi) if bench.order == "seed" else (mi, ri, int(s)), cell))
+    if bench.order not in ("seed", "method"):
+        raise ConfigError(f"bench key 'order' must be seed or method, got {bench.order!r}")
+    return [c for _, c in sorted(cells, key=lambda kc: kc[0])]
 
 
 def _check(cell: Cell, methods: Any) -> None:

@@ -132,7 +132,11 @@ RUNNERS: dict[str, Callable[[Cell, Path, bool], tuple[dict[str, Any], dict[str, 
 
 def run_cell(cell: Cell, out: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; writes and returns its ``metrics.json``."""
+    import torch
+
     d = cell_dir(out, cell)
+    if cell.cfg.train.threads:  # evaluation and zero-shot cells too, not only training
+        torch.set_num_threads(cell.cfg.train.threads)
     t0 = time.time()
     res, timing = RUNNERS[cell.method.kind](cell, d, progress)
     timing["total_s"] = round(time.time() - t0, 1)

@@ -125,11 +125,25 @@ def markdown(bench: BenchSpec, rows: list[Row], classes: list[str], env: dict[st
             line.append(f"{np.nanmean(r.seconds):.0f}" if r.seconds else "–")
             out.append("| " + " | ".join(line) + " |")
         out.append("")
+        out += _versus(bench, rs, ratio)
     if bench.notes:
         out += [bench.notes.strip(), ""]
     if env:
         out += ["Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
     return "\n".join(out)
+
+
+def _versus(bench: BenchSpec, rs: list[Row], ratio: Any) -> list[str]:
+    """One line: the highlighted method's mean DSC against the best other row at the same ratio."""
+    mine = [r for r in rs if r.id == bench.highlight and r.ratio == ratio]
+    others = [r for r in rs if r.id != bench.highlight and r.ratio == ratio and np.isfinite(r.stat(MEAN, "dice")[0])]
+    if not bench.highlight or not mine or not others:
+        return []
+    me, best = mine[0], max(others, key=lambda r: r.stat(MEAN, "dice")[0])
+    a, b = me.stat(MEAN, "dice")[0], best.stat(MEAN, "dice")[0]
+    verdict = "ahead of" if a > b else "behind"
+    return [f"{me.label}: {100 * a:.2f} % DSC, {verdict} the best other row at this ratio, {best.label} "
+            f"({100 * b:.2f} %; difference {100 * (a - b):+.2f} points, n = {len(me.seeds)} / {len(best.seeds)} seeds).", ""]
 
 
 def csv_text(rows: list[Row], classes: list[str]) -> str:

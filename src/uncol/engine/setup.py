@@ -18,6 +18,15 @@ from uncol.engine.distributed import DistInfo, barrier
 from uncol.errors import ConfigError, DataError
 
 
+def default_teacher_cache() -> Path:
+    """Where teacher features are cached when neither ``teacher.cache_dir`` nor ``$UNCOL_CACHE`` is set:
+    ``$XDG_CACHE_HOME/uncol/teachers`` (``~/.cache/uncol/teachers``), shared by all runs and methods."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "uncol" / "teachers"
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -112,7 +121,7 @@ def build_method(cfg: Config, num_classes: int, spatial_dims: int, device: torch
     if method_cls.needs_teacher or cfg.teacher.name != "none":
         from uncol.teachers import build_teacher
 
-        teacher = build_teacher(cfg.teacher, spatial_dims=spatial_dims)
+        teacher = build_teacher(cfg.teacher, spatial_dims=spatial_dims, default_cache_dir=default_teacher_cache())
         if teacher is None and method_cls.needs_teacher:
             raise ConfigError(f"method {cfg.method.name!r} needs a teacher: set teacher.name (e.g. litemedsam)")
         if teacher is not None:

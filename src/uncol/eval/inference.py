@@ -5,6 +5,8 @@ Every path returns class probabilities ``(K, *S_native)`` for one case, from a n
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,9 +34,27 @@ def predict_probs(model: nn.Module, image: torch.Tensor, cfg: Config, device: to
     - ``data.mode == "patch"``: MONAI sliding-window inference with ``data.size`` windows and
       ``eval.sw_overlap`` overlap (a volume smaller than the window is padded by MONAI).
     """
+    was_training = model.training
     model.eval()
+    try:
+        with _autocast(cfg, device):
+            return _predict(model, image, cfg, device)
+    finally:
+        model.train(was_training)
+
+
+def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    """``train.amp`` (bf16 / fp16) also applies to inference; probabilities are always float32."""
+    if cfg.train.amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16)
+
+
+def _predict(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.device) -> torch.Tensor:
     d = cfg.data
     x = image.unsqueeze(0).to(device).float()
+    if cfg.train.channels_last and x.dim() in (4, 5):
+        x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
     native = tuple(image.shape[1:])
     if d.mode == "patch":
         from monai.inferers import sliding_window_inference

@@ -279,11 +279,12 @@ def load_prompted(checkpoint: str | Path, device: torch.device,
 
 def evaluate_prompted(checkpoint: str | Path, data: str | Path, out: str | Path, split: str = "test",
                       device: str = "auto", split_file: str | Path | None = None, jitter_px: float | None = None,
-                      cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+                      cache_dir: str | Path | None = None, progress: bool = True, limit: int = 0) -> dict[str, Any]:
     """Score a fine-tuned SAM checkpoint prompted with ground-truth boxes; writes ``OUT/metrics.json``.
 
     The split comes from ``split_file`` or ``split.json`` beside the checkpoint (``split="all"``: every
-    case). ``jitter_px`` defaults to the run's ``method.params.eval_jitter_px`` (0: tight boxes).
+    case); ``limit`` > 0 keeps its first cases. ``jitter_px`` defaults to the run's
+    ``method.params.eval_jitter_px`` (0: tight boxes).
     """
     from uncol.data import DatasetSpec, Split
     from uncol.engine.io import atomic_write_json
@@ -300,6 +301,7 @@ def evaluate_prompted(checkpoint: str | Path, data: str | Path, out: str | Path,
         if not sf.is_file():
             raise DataError(f"split file {str(sf)!r} not found; pass split_file or split='all'")
         ids = list(getattr(Split.load(sf), split))
+    ids = ids[:limit] if limit > 0 else ids
     if not ids:
         raise DataError(f"split {split!r} of {str(data)!r} is empty; choose another split")
     params = from_dict(METHODS.get(cfg.method.name).Params, cfg.method.params, prefix="method.params")
