@@ -57,17 +57,7 @@ def cmd_zero_shot(a: argparse.Namespace) -> int:
 _EXTRA_PARSERS.extend([_zero_shot_parser, _profile_parser])
 
 
-def _load_plugins() -> None:
-    """Subcommands defined beside their library code: each module appends to ``_EXTRA_PARSERS`` and
-    registers its commands in ``COMMANDS`` at import."""
-    import importlib
-
-    for mod in ("uncol.bench.cli", "uncol.eval.analysis_cli"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # transitional: a module being written by someone else
-            if e.name is None or not mod.startswith(e.name):
-                raise
-
-
-_load_plugins()
+# Subcommands defined beside their library code: importing them appends their parsers to
+# ``_EXTRA_PARSERS`` and registers their commands in ``COMMANDS``.
+from uncol.bench import cli as _bench_cli  # noqa: E402,F401  (bench)
+from uncol.eval import analysis_cli as _analysis_cli  # noqa: E402,F401  (uncertainty, report)

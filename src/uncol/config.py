@@ -61,6 +61,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "unet"  # registry name: unet | vnet | uncol_student | ...
     in_channels: int = 1
+    num_classes: int = 0  # 0 = from the dataset's labels; set it to profile a config without its data
     params: dict = field(default_factory=dict)  # validated by the model's builder
 
 

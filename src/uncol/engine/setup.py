@@ -236,6 +236,9 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
     if not cfg.data.root:
         raise ConfigError("config key 'data.root' is empty: set it to a dataset folder with dataset.json")
     spec = DatasetSpec.load(Path(cfg.data.root))
+    if cfg.model.num_classes and cfg.model.num_classes != spec.num_classes:
+        raise ConfigError(f"config key 'model.num_classes' is {cfg.model.num_classes} but {cfg.data.root!r} declares "
+                          f"{spec.num_classes} labels; remove the key or fix dataset.json")
     split, new_split = load_split(cfg, spec, out, resume)
     method = build_method(cfg, spec.num_classes, cfg.data.spatial_dims, device)
     names = [s.name for s in method.stages()]

@@ -211,6 +211,8 @@ def profile_student(cfg: object, size: Sequence[int] | None = None, num_classes:
         raise ConfigError(f"profile size {list(spatial)} has {len(spatial)} axes but data.spatial_dims is "
                           f"{data.spatial_dims}; pass --size with {data.spatial_dims} numbers")
     source = "argument"
+    if num_classes is None and getattr(mcfg, "num_classes", 0):
+        num_classes, source = mcfg.num_classes, "config key model.num_classes"
     if num_classes is None:
         num_classes, source = _dataset_classes(data.root)
     model = build_model(mcfg, spatial_dims=data.spatial_dims, num_classes=num_classes)

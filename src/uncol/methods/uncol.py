@@ -98,7 +98,18 @@ class Uncol(Method):
 
         run = self._run[0] if getattr(self, "_run", None) else None
         d = self.cfg.data
-        if run is None or not isinstance(self.teacher, CachedTeacher) or d.augment.enabled or d.mode == "patch":
+        if not isinstance(self.teacher, CachedTeacher):
+            return
+        if (d.augment.enabled and d.augment.rotate_deg + d.augment.flip > 0) or d.mode == "patch":
+            # Random augmentation/patches make every training image new: caching them would only fill the
+            # disk. Encode online instead (the cache still serves evaluation-time and zero-shot reuse).
+            import warnings
+
+            warnings.warn("teacher.mode is cached but training images are augmented/patched: encoding online; "
+                          "set data.augment.enabled: false to use the cache", stacklevel=2)
+            self._teacher = [self.teacher.teacher]
+            return
+        if run is None:
             return
         device = next(self.student.parameters()).device
         for ds in (run.labeled_ds, run.unlabeled_ds):
