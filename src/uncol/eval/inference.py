@@ -34,13 +34,14 @@ def predict_probs(model: nn.Module, image: torch.Tensor, cfg: Config, device: to
     - ``data.mode == "patch"``: MONAI sliding-window inference with ``data.size`` windows and
       ``eval.sw_overlap`` overlap (a volume smaller than the window is padded by MONAI).
     """
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored exactly afterwards
     model.eval()
     try:
         with _autocast(cfg, device):
             return _predict(model, image, cfg, device)
     finally:
-        model.train(was_training)
+        for m, t in modes:
+            m.training = t
 
 
 def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
