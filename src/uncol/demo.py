@@ -31,7 +31,7 @@ def demo_configs(out: Path, quick: bool = False, device: str = "auto") -> dict[s
     sup = {"data": data, "model": {"name": "uncol_student"}, "method": {"name": "supervised"},
            "train": {**train, "iterations": 2 * iters}}
     unc = {"data": data, "model": {"name": "uncol_student"},
-           "teacher": {"name": "litemedsam", "cache_dir": str(out / "teacher_cache")},
+           "teacher": {"name": "litemedsam"},  # features cached in ~/.cache/uncol/teachers (or $UNCOL_CACHE)
            "method": {"name": "uncol", "params": {"stage1_iterations": iters, "stage2_iterations": iters}},
            "train": train}
     cfgs = {"supervised": from_dict(Config, sup), "uncol": from_dict(Config, unc)}
