@@ -59,5 +59,5 @@ _EXTRA_PARSERS.extend([_zero_shot_parser, _profile_parser])
 
 # Subcommands defined beside their library code: importing them appends their parsers to
 # ``_EXTRA_PARSERS`` and registers their commands in ``COMMANDS``.
-from uncol.bench import cli as _bench_cli  # noqa: E402,F401  (bench)
-from uncol.eval import analysis_cli as _analysis_cli  # noqa: E402,F401  (uncertainty, report)
+from uncol.bench import cli as _bench_cli  # noqa: F401  (bench)
+from uncol.eval import analysis_cli as _analysis_cli  # noqa: F401  (uncertainty, report)

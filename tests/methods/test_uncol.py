@@ -37,7 +37,7 @@ class TinyTeacher(Teacher):
         self.freeze()
 
     @classmethod
-    def build(cls, checkpoint, params, spatial_dims):  # noqa: ANN001, ANN206
+    def build(cls, checkpoint, params, spatial_dims):
         torch.manual_seed(0)
         return cls(spatial_dims)
 
@@ -51,7 +51,7 @@ class TinyTeacher(Teacher):
         e = self.emb(b)
         return TeacherEmbedding([pool(a, 2), pool(b, 4), pool(e, 4)], pool(e, 4), tuple(images.shape[2:]))
 
-    def decode(self, emb, prompts, num_classes, out_size):  # noqa: ANN001, ANN201
+    def decode(self, emb, prompts, num_classes, out_size):
         B = emb.batch_size
         fg = torch.zeros(B, num_classes - 1, *out_size)
         prompted = torch.zeros(B, num_classes - 1, dtype=torch.bool)
@@ -119,7 +119,7 @@ def test_two_stage_training_runs_and_logs_every_loss(spatial_dims: int, tmp_path
     assert summary["method"] == "uncol"
 
 
-def _method(spatial_dims: int, tmp: Path, **kw):  # noqa: ANN202
+def _method(spatial_dims: int, tmp: Path, **kw):
     from uncol.engine.setup import build_method
 
     cfg = _cfg(spatial_dims, tmp, **kw)

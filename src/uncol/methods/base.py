@@ -6,8 +6,9 @@ calls :meth:`Method.after_step`. ``train_step`` returns the loss and its named p
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -21,7 +21,7 @@ Choices where the paper is silent (ours, configurable):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +131,7 @@ class Uncol(Method):
     # -- teacher helpers -------------------------------------------------------------------------------
     @torch.no_grad()
     def _teacher_pass(self, images: torch.Tensor, masks: torch.Tensor, jitter: float,
-                      entropy: Optional[torch.Tensor] = None, tau: Optional[float] = None) -> Any:
+                      entropy: torch.Tensor | None = None, tau: float | None = None) -> Any:
         """G on ``images`` (B,C,*S) prompted from ``masks`` (B,*S): embedding + decoder output.
 
         Boxes (2D, slice-wise) or points (3D); points are drawn inside the class, or inside its
@@ -142,7 +142,7 @@ class Uncol(Method):
 
     @torch.no_grad()
     def _decode(self, emb: Any, masks: torch.Tensor, jitter: float, size: tuple[int, ...],
-                entropy: Optional[torch.Tensor] = None, tau: Optional[float] = None) -> Any:
+                entropy: torch.Tensor | None = None, tau: float | None = None) -> Any:
         from uncol.teachers.prompts import prompts_from_masks
 
         g = self.teacher

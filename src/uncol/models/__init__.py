@@ -4,8 +4,12 @@
 :func:`build_model` builds one from a :class:`~uncol.config.ModelConfig`.
 """
 
-from uncol.models import student, unet, vnet  # noqa: F401  (register the builders)
-from uncol.models import urpc  # noqa: F401  (registers unet_urpc)
+from uncol.models import (  # noqa: F401  (register the builders)
+    student,
+    unet,
+    urpc,
+    vnet,
+)
 from uncol.models.base import MODELS, build_model
 from uncol.models.student import StudentOutput, UncolStudent
 
