@@ -185,3 +185,16 @@ def test_unknown_pseudo_label_mode_is_a_config_error(tmp_path: Path) -> None:
 
 def test_registered() -> None:
     assert "uncol" in METHODS
+
+
+def test_cached_teacher_with_augmentation_encodes_each_training_image_once(tmp_path: Path) -> None:
+    cfg = _cfg(2, tmp_path)
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=dataclasses.replace(
+        cfg.data.augment, enabled=True, rotate_deg=15.0)))
+    train(cfg, tmp_path / "run", progress=False)
+    files = list((tmp_path / "cache").rglob("*.pt"))
+    split = __import__("json").loads((tmp_path / "run" / "split.json").read_text())
+    # one entry per un-augmented training image (labelled + unlabelled), none for augmented/mixed ones
+    assert len(files) == len(split["labeled"]) + len(split["unlabeled"])

@@ -127,6 +127,7 @@ class SegmentationDataset(Dataset):
         if not case_ids:
             raise DataError(f"{spec.root / 'dataset.json'}: no cases for this dataset part; check the split")
         self.spec, self.cfg, self.train, self.labeled = spec, cfg, train, labeled
+        self.keep_base = False  # set by methods whose cached teacher needs the un-augmented image
         self.case_ids = list(case_ids)
         file_dims = spec.ndim
         if cfg.mode == "slices":
@@ -186,9 +187,15 @@ class SegmentationDataset(Dataset):
             else:
                 img = pad_or_crop(img, cfg.size, float(img.min()))
                 y = None if y is None else pad_or_crop(y, cfg.size, 0)
+        base, theta = img, None
         if self.train:
-            img, y, _ = random_rotate_flip(img, y, cfg.augment, g)
+            img, y, _, theta = random_rotate_flip(img, y, cfg.augment, g, with_theta=True)
         sample = {"image": img.float().contiguous(), "case": self.case_ids[ci], "spacing": sp.clone(), "index": index}
+        if self.keep_base and cfg.mode != "patch":
+            # the un-augmented image and the augmentation as one affine theta, so that cached teacher
+            # features of ``base_image`` can be moved like the image (uncol.teachers.cache.warp_embedding)
+            sample["base_image"] = base.float().contiguous()
+            sample["aug_theta"] = theta if theta is not None else torch.cat([torch.eye(img.dim() - 1), torch.zeros(img.dim() - 1, 1)], 1)
         if self.labeled and y is not None:
             sample["label"] = y.long().contiguous()
         return sample

@@ -143,15 +143,19 @@ def random_rotate_flip(
     cfg: AugmentConfig,
     generator: torch.Generator,
     extras: Sequence[Tensor] = (),
-) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+    with_theta: bool = False,
+) -> tuple[Tensor, Tensor | None, list[Tensor]] | tuple[Tensor, Tensor | None, list[Tensor], Tensor]:
     """Rotate by a uniform angle in ``±cfg.rotate_deg`` in the (H, W) plane, then flip each of the
     last two spatial axes with probability 1/2; identical for image ``(C, *S)``, label ``(*S)`` and
     ``extras`` ``(C', *S)``. Float tensors are interpolated (border padding), integer tensors
-    (labels) use nearest neighbour with 0 padding. Returns ``(image, label, extras)``."""
+    (labels) use nearest neighbour with 0 padding. Returns ``(image, label, extras)``, plus with
+    ``with_theta`` the whole transform as one ``F.affine_grid`` theta ``(n, n+1)`` (normalised
+    coordinates, so it moves a feature map of any resolution the same way: ``out(u) = in(theta u)``)."""
     extras = list(extras)
-    if not cfg.enabled:
-        return image, label, extras
     n = image.dim() - 1
+    if not cfg.enabled:
+        eye = torch.cat([torch.eye(n), torch.zeros(n, 1)], 1)
+        return (image, label, extras, eye) if with_theta else (image, label, extras)
     u = torch.rand(3, generator=generator)
     angle = math.radians(cfg.rotate_deg) * (2 * float(u[0]) - 1)
     flips = [n - 2 + i for i in range(2) if cfg.flip and float(u[1 + i]) < 0.5]
@@ -164,4 +168,15 @@ def random_rotate_flip(
         items = [None if t is None else torch.flip(t, dims) for t in items]
     img, lab = items[0], items[1]
     assert img is not None
-    return img, (None if lab is None else lab[0]), [t for t in items[2:] if t is not None]
+    out = img, (None if lab is None else lab[0]), [t for t in items[2:] if t is not None]
+    if not with_theta:
+        return out
+    # out(u) = rot(F u) with F the flips: theta = R . F in grid coordinates (x = W, y = H, z = D)
+    rot = rotation_theta(angle, image.shape[1:])[0] if cfg.rotate_deg > 0 and angle != 0.0 else \
+        torch.cat([torch.eye(n), torch.zeros(n, 1)], 1)
+    f = torch.ones(n)
+    for d in flips:  # spatial axis d (torch order) is grid coordinate n - 1 - d
+        f[n - 1 - d] = -1.0
+    theta = rot.clone()
+    theta[:, :n] = rot[:, :n] * f[None, :]
+    return (*out, theta)

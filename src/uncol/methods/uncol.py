@@ -88,33 +88,53 @@ class Uncol(Method):
                 StagePlan("stage2", p.stage2_iterations or t.iterations, t.labeled_bs, t.unlabeled_bs)]
 
     def attach_run(self, run: Any) -> None:
-        """Called once by the engine with the run's datasets: lets the method fill the teacher cache."""
+        """Called once by the engine with the run's datasets: the cached teacher needs each training
+        sample's un-augmented image and its augmentation (``base_image``, ``aug_theta``)."""
         self._run = [run]
+        if self._cached():
+            for ds in (run.labeled_ds, run.unlabeled_ds):
+                if ds is not None:
+                    ds.keep_base = True
 
-    def _fill_cache(self) -> None:
-        """Encode every training image once (tqdm bar) when the teacher is cached and the training
-        images are deterministic (no augmentation, no random patches), so every later step hits the cache."""
+    def _cached(self) -> bool:
         from uncol.teachers.cache import CachedTeacher
 
-        run = self._run[0] if getattr(self, "_run", None) else None
-        d = self.cfg.data
-        if not isinstance(self.teacher, CachedTeacher):
+        return isinstance(self.teacher, CachedTeacher) and self.cfg.teacher.mode == "cached"
+
+    def _fill_cache(self) -> None:
+        """Encode every (un-augmented) training image once, with a progress bar, so that every later
+        step hits the cache. Random patches (``data.mode: patch``) are never the same twice: the
+        teacher then runs online on each batch."""
+        if not self._cached():
             return
-        if (d.augment.enabled and d.augment.rotate_deg + d.augment.flip > 0) or d.mode == "patch":
-            # Random augmentation/patches make every training image new: caching them would only fill the
-            # disk. Encode online instead (the cache still serves evaluation-time and zero-shot reuse).
+        if self.cfg.data.mode == "patch":
             import warnings
 
-            warnings.warn("teacher.mode is cached but training images are augmented/patched: encoding online; "
-                          "set data.augment.enabled: false to use the cache", stacklevel=2)
+            warnings.warn("teacher.mode is cached but data.mode is patch (random crops): encoding online",
+                          stacklevel=2)
             self._teacher = [self.teacher.teacher]
             return
+        run = self._run[0] if getattr(self, "_run", None) else None
         if run is None:
             return
         device = next(self.student.parameters()).device
         for ds in (run.labeled_ds, run.unlabeled_ds):
             if ds is not None:
-                self.teacher.fill((ds.get_seeded(i, 0)["image"].to(device) for i in range(len(ds))), total=len(ds))
+                self.teacher.fill((ds.get_seeded(i, 0)["base_image"].to(device) for i in range(len(ds))),
+                                  total=len(ds))
+
+    @torch.no_grad()
+    def _encode(self, part: dict) -> Any:
+        """G's embedding of a batch part: from the cache of the un-augmented images, moved by the same
+        affine transform as the images (exact for flips, close for rotations), or online."""
+        from uncol.teachers.cache import warp_embedding
+
+        if self._cached() and "aug_theta" in part:
+            emb = self.teacher.encode(part["base_image"])
+            theta = part["aug_theta"]
+            identity = torch.eye(theta.shape[1], theta.shape[2], device=theta.device)
+            return emb if torch.equal(theta, identity.expand_as(theta)) else warp_embedding(emb, theta)
+        return self.teacher.encode(part["image"])
 
     def begin_stage(self, name: str, resumed: bool = False) -> None:
         super().begin_stage(name, resumed)
@@ -130,19 +150,11 @@ class Uncol(Method):
 
     # -- teacher helpers -------------------------------------------------------------------------------
     @torch.no_grad()
-    def _teacher_pass(self, images: torch.Tensor, masks: torch.Tensor, jitter: float,
-                      entropy: torch.Tensor | None = None, tau: float | None = None) -> Any:
-        """G on ``images`` (B,C,*S) prompted from ``masks`` (B,*S): embedding + decoder output.
-
-        Boxes (2D, slice-wise) or points (3D); points are drawn inside the class, or inside its
-        low-entropy region (``entropy`` (B,*S) < ``tau``) for pseudo-label prompts (SPEC §5).
-        """
-        emb = self.teacher.encode(images)
-        return emb, self._decode(emb, masks, jitter, tuple(images.shape[2:]), entropy, tau)
-
-    @torch.no_grad()
     def _decode(self, emb: Any, masks: torch.Tensor, jitter: float, size: tuple[int, ...],
                 entropy: torch.Tensor | None = None, tau: float | None = None) -> Any:
+        """G's decoder prompted from ``masks`` (B,*S): boxes (2D, slice-wise) or points (3D); points are
+        drawn inside the class, or inside its low-entropy region (``entropy`` < ``tau``) for
+        pseudo-label prompts (SPEC §5)."""
         from uncol.teachers.prompts import prompts_from_masks
 
         g = self.teacher
@@ -174,10 +186,10 @@ class Uncol(Method):
             loss = self._sup(out.logits, ym, parts)
             return StepOutput(loss, {"loss": loss.item(), **parts})
         # 2. generalized teacher, prompted with ground-truth boxes/points of the mixed image
-        if self.cfg.teacher.mode == "online":
+        if not self._cached():
             emb = self.teacher.encode(xm)
-        else:  # cached: encode the source images (cache hits), mix their feature maps with the same mask
-            emb = self.teacher.encode(x).map(
+        else:  # cached: the source images' features (cache hits), mixed with the same mask
+            emb = self._encode(batch.labeled).map(
                 lambda t: mix(t[perm], t, _resize_mask(m, t.shape[2:]), spatial_dims=nd))
         gout = self._decode(emb, ym, self.cfg.teacher.box_jitter_px, tuple(x.shape[2:]))
         know = self._knowledge(gout.fused, gout.fused_grid, grid)
@@ -217,8 +229,9 @@ class Uncol(Method):
 
                 s_label = largest_component(s_label, self.num_classes)
             if self.teacher is not None:
-                emb_u, g_u = self._teacher_pass(xu, s_label, 0.0, entropy=entropy(p_s, dim=1), tau=tau)
-                emb_l, g_l = self._teacher_pass(xl, yl, self.cfg.teacher.box_jitter_px)
+                emb_u, emb_l = self._encode(batch.unlabeled), self._encode(batch.labeled)
+                g_u = self._decode(emb_u, s_label, 0.0, tuple(xu.shape[2:]), entropy(p_s, dim=1), tau)
+                g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px, tuple(xl.shape[2:]))
                 p_g = g_u.probs.float()
             else:
                 p_g = p_s
