@@ -273,19 +273,6 @@ def write_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
 
 def atomic_write_suffixed(path: Path, write: Any) -> None:
     """Like ``atomic_write`` but the temp file keeps ``path``'s suffix (nibabel needs ``.nii.gz``)."""
-    import os
-    import tempfile
+    from uncol.engine.io import atomic_write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _, suffix = split_suffix(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    atomic_write(path, write, suffix=split_suffix(path)[1])

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` then rename the temp file onto ``path``; no partial file is ever left."""
+def atomic_write(path: Path, write: Callable[[Path], None], suffix: str = ".tmp") -> None:
+    """Call ``write(tmp_path)`` then rename the temp file onto ``path``; no partial file is ever left.
+
+    ``suffix`` is the temp file's suffix (writers that infer the format from it, like nibabel, need
+    the real one, e.g. ``.nii.gz``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

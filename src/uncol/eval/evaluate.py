@@ -51,6 +51,41 @@ def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Mo
     return model.to(device).eval(), cfg, ckpt
 
 
+def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
+    """Case ids of ``split`` (train/val/test/labeled/unlabeled from ``split_file``, or ``all``)."""
+    from uncol.data.splits import Split
+
+    ids = [c.id for c in spec.cases]
+    if split != "all":
+        sf = Path(split_file)
+        if not sf.is_file():
+            raise DataError(f"split file {str(sf)!r} not found; pass --split-file or --split all")
+        if split not in ("train", "val", "test", "labeled", "unlabeled"):
+            raise DataError(f"split {split!r} unknown; use train, val, test, labeled, unlabeled or all")
+        ids = list(getattr(Split.load(sf), split))
+    if not ids:
+        raise DataError(f"split {split!r} is empty; choose another split")
+    return ids
+
+
+def checkpoint_and_cases(checkpoint: str | Path, data: str | Path, split: str, split_file: str | Path | None,
+                         device: str) -> tuple[nn.Module, Config, dict, Any, list[str], torch.device]:
+    """What ``evaluate``/``uncertainty`` start from: the network of a checkpoint, its config, the dataset
+    (same labels required) and the case ids of ``split`` (from ``split_file``, else ``split.json`` beside
+    the checkpoint)."""
+    from uncol.data.dataset import DatasetSpec
+    from uncol.engine.setup import resolve_device
+
+    dev = resolve_device(device)
+    model, cfg, ckpt = model_from_checkpoint(checkpoint, dev)
+    spec = DatasetSpec.load(Path(data))
+    if spec.num_classes != ckpt["num_classes"]:
+        raise DataError(f"dataset {str(data)!r} has {spec.num_classes} classes but the checkpoint was trained for "
+                        f"{ckpt['num_classes']}; use a dataset with the same labels")
+    ids = split_case_ids(spec, split, split_file or Path(checkpoint).parent / "split.json")
+    return model, cfg, ckpt, spec, ids, dev
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path, split: str = "test",
                         device: str = "auto", split_file: str | Path | None = None,
                         save_predictions: bool = False) -> dict[str, Any]:
@@ -59,27 +94,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
     The split comes from ``split_file`` if given, else ``split.json`` beside the checkpoint, else every
     labelled case of the dataset (``--split all``).
     """
-    from uncol.data.dataset import DatasetSpec
-    from uncol.data.splits import Split
-    from uncol.engine.setup import prepare_out_dir, resolve_device
+    from uncol.engine.setup import prepare_out_dir
 
-    dev = resolve_device(device)
-    model, cfg, ckpt = model_from_checkpoint(checkpoint, dev)
-    spec = DatasetSpec.load(Path(data))
-    if spec.num_classes != ckpt["num_classes"]:
-        raise DataError(f"dataset {str(data)!r} has {spec.num_classes} classes but the checkpoint was trained for "
-                        f"{ckpt['num_classes']}; evaluate on a dataset with the same labels")
-    ids = [c.id for c in spec.cases]
-    if split != "all":
-        sf = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
-        if not sf.is_file():
-            raise DataError(f"split file {str(sf)!r} not found; pass --split-file or --split all")
-        sp = Split.load(sf)
-        if not hasattr(sp, split):
-            raise DataError(f"split {split!r} unknown; use train, val, test, labeled, unlabeled or all")
-        ids = list(getattr(sp, split))
-    if not ids:
-        raise DataError(f"split {split!r} of {str(data)!r} is empty; choose another split")
+    model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
     outp = Path(out)
     prepare_out_dir(outp)
     res = evaluate_cases(model, spec, ids, cfg, dev, pred_dir=(outp / "predictions") if save_predictions else None)

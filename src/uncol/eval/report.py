@@ -242,8 +242,7 @@ def _load_for_overlays(ckpt: Path, data: str | Path | None, device: str) -> tupl
 
 def _evaluate(bits: tuple, folder: Path, split: str, outp: Path) -> dict[str, Any]:
     from uncol.engine.io import atomic_write_json
-    from uncol.eval.evaluate import evaluate_cases
-    from uncol.eval.uncertainty import split_case_ids
+    from uncol.eval.evaluate import evaluate_cases, split_case_ids
 
     model, cfg, spec, dev, ckpt = bits
     ids = split_case_ids(spec, split, folder / "split.json")

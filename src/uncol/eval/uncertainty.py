@@ -185,20 +185,12 @@ def uncertainty_checkpoint(checkpoint: str | Path, data: str | Path, out: str | 
                            max_voxels: int = 2_000_000, seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
     """``uncol uncertainty``: analyse a checkpoint on a split; writes ``OUT/uncertainty.json``,
     ``OUT/reliability.png`` and ``OUT/risk_coverage.png``. Split resolution as ``uncol evaluate``."""
-    from uncol.data.dataset import DatasetSpec
     from uncol.engine.io import atomic_write_json
-    from uncol.engine.setup import prepare_out_dir, resolve_device
-    from uncol.errors import DataError
-    from uncol.eval.evaluate import model_from_checkpoint
+    from uncol.engine.setup import prepare_out_dir
+    from uncol.eval.evaluate import checkpoint_and_cases
     from uncol.eval.plots import plot_reliability, plot_risk_coverage
 
-    dev = resolve_device(device)
-    model, cfg, ckpt = model_from_checkpoint(checkpoint, dev)
-    spec = DatasetSpec.load(Path(data))
-    if spec.num_classes != ckpt["num_classes"]:
-        raise DataError(f"dataset {str(data)!r} has {spec.num_classes} classes but the checkpoint was trained for "
-                        f"{ckpt['num_classes']}; analyse a dataset with the same labels")
-    ids = split_case_ids(spec, split, split_file or Path(checkpoint).parent / "split.json")
+    model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
     outp = Path(out)
     prepare_out_dir(outp)
     vox = collect_voxels(model, spec, ids, cfg, dev, mc_passes=mc_passes, max_voxels=max_voxels, seed=seed,
@@ -211,25 +203,6 @@ def uncertainty_checkpoint(checkpoint: str | Path, data: str | Path, out: str | 
     plot_reliability(res["reliability"], outp / "reliability.png")
     plot_risk_coverage(res, outp / "risk_coverage.png")
     return res
-
-
-def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
-    """Case ids of ``split`` (train/val/test/labeled/unlabeled from ``split_file``, or ``all``)."""
-    from uncol.data.splits import Split
-    from uncol.errors import DataError
-
-    ids = [c.id for c in spec.cases]
-    if split != "all":
-        sf = Path(split_file)
-        if not sf.is_file():
-            raise DataError(f"split file {str(sf)!r} not found; pass --split-file or --split all")
-        sp = Split.load(sf)
-        if split not in ("train", "val", "test", "labeled", "unlabeled"):
-            raise DataError(f"split {split!r} unknown; use train, val, test, labeled, unlabeled or all")
-        ids = list(getattr(sp, split))
-    if not ids:
-        raise DataError(f"split {split!r} is empty; choose another split")
-    return ids
 
 
 def summary_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
