@@ -41,6 +41,7 @@ class Row:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # class -> metric -> per-seed values
     seconds: list[float] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)
+    prompted: bool = False  # scored with ground-truth prompts (zero-shot / fine-tuned foundation model)
 
     def stat(self, cls: str, metric: str) -> tuple[float, float]:
         v = np.asarray(self.values.get(cls, {}).get(metric, []), dtype=np.float64)
@@ -57,7 +58,7 @@ def collect(cells: list[Cell], out: Path) -> tuple[list[Row], list[str], list[di
         if not p.is_file():
             continue
         res = json.loads(p.read_text())
-        row = rows.setdefault((c.method.id, c.ratio), Row(c.method.label, c.method.id, c.ratio))
+        row = rows.setdefault((c.method.id, c.ratio), Row(c.method.label, c.method.id, c.ratio, prompted=_prompted(c)))
         row.seeds.append(c.seed)
         for name, pc in res.get("per_class", {}).items():
             if name not in classes:
@@ -75,6 +76,15 @@ def collect(cells: list[Cell], out: Path) -> tuple[list[Row], list[str], list[di
                         "per_class": {k: {m: v[m] for m in METRICS} for k, v in res.get("per_class", {}).items()},
                         "missed": res.get("missed", 0), "timing": timing})
     return list(rows.values()), classes, records
+
+
+def _prompted(cell: Cell) -> bool:
+    from uncol.methods import METHODS
+
+    if cell.method.kind == "zero_shot":
+        return True
+    name = cell.config.get("method", {}).get("name", "supervised")
+    return name in METHODS and bool(getattr(METHODS.get(name), "prompted_eval", False))
 
 
 def _fmt(mean: float, std: float, pct: bool, n: int) -> str:
@@ -134,16 +144,24 @@ def markdown(bench: BenchSpec, rows: list[Row], classes: list[str], env: dict[st
 
 
 def _versus(bench: BenchSpec, rs: list[Row], ratio: Any) -> list[str]:
-    """One line: the highlighted method's mean DSC against the best other row at the same ratio."""
+    """The highlighted method's mean DSC against the best other row at the same ratio, and against the
+    best other prompt-free row (rows scored with ground-truth prompts solve an easier task)."""
     mine = [r for r in rs if r.id == bench.highlight and r.ratio == ratio]
     others = [r for r in rs if r.id != bench.highlight and r.ratio == ratio and np.isfinite(r.stat(MEAN, "dice")[0])]
     if not bench.highlight or not mine or not others:
         return []
-    me, best = mine[0], max(others, key=lambda r: r.stat(MEAN, "dice")[0])
-    a, b = me.stat(MEAN, "dice")[0], best.stat(MEAN, "dice")[0]
-    verdict = "ahead of" if a > b else "behind"
-    return [(f"{me.label}: {100 * a:.2f} % DSC, {verdict} the best other row at this ratio, {best.label} "
-             f"({100 * b:.2f} %; difference {100 * (a - b):+.2f} points, n = {len(me.seeds)} / {len(best.seeds)} seeds)."), ""]
+    me, out = mine[0], []
+    a = me.stat(MEAN, "dice")[0]
+    groups = [("row", others), ("prompt-free row", [r for r in others if not r.prompted])]
+    for what, pool in groups if me.prompted is False and any(r.prompted for r in others) else groups[:1]:
+        if not pool:
+            continue
+        best = max(pool, key=lambda r: r.stat(MEAN, "dice")[0])
+        b = best.stat(MEAN, "dice")[0]
+        out.append(f"{me.label}: {100 * a:.2f} % DSC, {'ahead of' if a > b else 'behind'} the best other {what} at "
+                   f"this ratio, {best.label} ({100 * b:.2f} %; difference {100 * (a - b):+.2f} points, "
+                   f"n = {len(me.seeds)} / {len(best.seeds)} seeds).")
+    return [" ".join(out), ""] if out else []
 
 
 def csv_text(rows: list[Row], classes: list[str]) -> str:

@@ -56,6 +56,10 @@ class UncolParams:
     layer_map: tuple[tuple[int, int], ...] = ((1, 0), (2, 1), (3, 2))  # (student layer 1-based, teacher feature idx)
     largest_component: bool = False  # authors' code keeps the largest component of S's pseudo-label
     projector_hidden: int = 0  # 0 -> max(d_s, d_t)
+    # adapter key/value for a BCP-mixed image in stage 2 (ours; the paper: G for labelled, S for unlabelled
+    # images): "both" = G's tokens of the labelled source + S's tokens of the unlabelled source, concatenated;
+    # "specialized" = S's last-layer tokens of the mixed image itself (what inference resembles: own tokens)
+    stage2_knowledge: str = "both"
 
 
 @METHODS.register("uncol")
@@ -64,6 +68,11 @@ class Uncol(Method):
     needs_teacher = True
 
     def __init__(self, ctx: MethodContext, params: UncolParams) -> None:
+        if params.stage2_knowledge not in ("both", "specialized"):
+            from uncol.errors import ConfigError
+
+            raise ConfigError(f"config key 'method.params.stage2_knowledge' must be both or specialized, "
+                              f"got {params.stage2_knowledge!r}")
         if params.pseudo_label not in ("uapl", "s_only", "avg"):
             from uncol.errors import ConfigError
 
@@ -249,14 +258,16 @@ class Uncol(Method):
         x_mix = torch.cat([x_in, x_out])
         y_mix = torch.cat([y_in, y_out])
         gt_region, pl_region = torch.cat([gt_in, gt_out]), torch.cat([pm_in, pm_out])
-        # 4. student: adapter fed by G (labelled source) and S (unlabelled source)
-        if self.teacher is not None:
-            know_l = self._knowledge(g_l.fused, g_l.fused_grid, grid)
-            know = torch.cat([know_l, know_l])
+        # 4. student: adapter fed by G (labelled source) and S (unlabelled source), or by S on the mixed image
+        if p.stage2_knowledge == "specialized" or self.teacher is None:
+            with torch.no_grad():
+                s_mix = self.ema.module.forward_features(x_mix).vit_tokens[-1]
+            out = self.student.forward_features(x_mix, vit_knowledge=s_mix)
         else:
-            know = None
-        s_tokens = s_out.vit_tokens[-1]
-        out = self.student.forward_features(x_mix, teacher_knowledge=know, vit_knowledge=torch.cat([s_tokens, s_tokens]))
+            know_l = self._knowledge(g_l.fused, g_l.fused_grid, grid)
+            s_tokens = s_out.vit_tokens[-1]
+            out = self.student.forward_features(x_mix, teacher_knowledge=torch.cat([know_l, know_l]),
+                                                vit_knowledge=torch.cat([s_tokens, s_tokens]))
         # 5. losses: GT part + β · UAPL part + λ(t) · L_vis
         parts: dict[str, float] = {}
         l_sup = 0.5 * (ce_loss(out.logits, y_mix, gt_region) + dice_loss(out.logits, y_mix, gt_region))
