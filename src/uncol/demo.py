@@ -23,7 +23,7 @@ def demo_root(name: str = "hc18") -> Path:
 
 def demo_configs(out: Path, quick: bool = False, device: str = "auto") -> dict[str, Config]:
     """The two configs of the demo: identical data/split/schedule, different methods."""
-    iters = 4 if quick else 150  # per UnCoL stage; supervised gets 2x: the same budget
+    iters = 4 if quick else 120  # per UnCoL stage; supervised gets 2x: the same budget
     data = {"root": str(demo_root("hc18")), "spatial_dims": 2, "mode": "whole", "size": [96, 96],
             "split": {"ratios": [0.6, 0.1, 0.3], "seed": 0, "labeled": 4}, "augment": {"enabled": False}}
     train = {"iterations": iters, "batch_size": 4, "labeled_bs": 2, "unlabeled_bs": 2, "val_every": max(iters // 3, 1),
