@@ -60,6 +60,9 @@ class UncolParams:
     # images): "both" = G's tokens of the labelled source + S's tokens of the unlabelled source, concatenated;
     # "specialized" = S's last-layer tokens of the mixed image itself (what inference resembles: own tokens)
     stage2_knowledge: str = "both"
+    # outward jitter (px in MedSAM's 1024 frame) of the boxes G gets from S's pseudo-label in stage 2 (ours;
+    # 0 = tight). LiteMedSAM under-segments with tight boxes, which can shrink the pseudo-labels step by step.
+    stage2_box_jitter_px: float = 0.0
 
 
 @METHODS.register("uncol")
@@ -239,7 +242,8 @@ class Uncol(Method):
                 s_label = largest_component(s_label, self.num_classes)
             if self.teacher is not None:
                 emb_u, emb_l = self._encode(batch.unlabeled), self._encode(batch.labeled)
-                g_u = self._decode(emb_u, s_label, 0.0, tuple(xu.shape[2:]), entropy(p_s, dim=1), tau)
+                g_u = self._decode(emb_u, s_label, p.stage2_box_jitter_px, tuple(xu.shape[2:]),
+                                   entropy(p_s, dim=1), tau)
                 g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px, tuple(xl.shape[2:]))
                 p_g = g_u.probs.float()
             else:
