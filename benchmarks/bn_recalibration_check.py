@@ -2,6 +2,7 @@
 and after recomputing BN statistics prompt-free on the training images. Usage: python benchmarks/bn_recalibration_check.py RUN_DIR"""
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -12,7 +13,7 @@ from uncol.eval.evaluate import model_from_checkpoint
 torch.set_num_threads(2)
 model, cfg, ck = model_from_checkpoint(f"{sys.argv[1]}/final.pt", torch.device("cpu"))
 spec = DatasetSpec.load(cfg.data.root)
-split = json.load(open(f"{sys.argv[1]}/split.json"))
+split = json.loads(Path(sys.argv[1], "split.json").read_text())
 ds = SegmentationDataset(spec, split["val"], cfg.data, train=False, labeled=True)
 x = torch.stack([ds[i]["image"] for i in range(len(ds))]); y = torch.stack([ds[i]["label"] for i in range(len(ds))])
 def dice(p): return (2*((p==1)&(y==1)).sum()/((p==1).sum()+(y==1).sum()+1e-9)).item()
