@@ -198,3 +198,47 @@ def test_cached_teacher_with_augmentation_encodes_each_training_image_once(tmp_p
     split = __import__("json").loads((tmp_path / "run" / "split.json").read_text())
     # one entry per un-augmented training image (labelled + unlabelled), none for augmented/mixed ones
     assert len(files) == len(split["labeled"]) + len(split["unlabeled"])
+
+
+class _Images:
+    """A stand-in dataset: ``get_seeded(i, 0)["image"]`` of fixed random images."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.x = torch.randn(n, 1, size, size, generator=torch.Generator().manual_seed(3)) * 2 + 1
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def get_seeded(self, i: int, seed: int) -> dict:
+        return {"image": self.x[i]}
+
+
+def test_specialized_teacher_keeps_prompt_free_batchnorm_statistics(tmp_path: Path) -> None:
+    import copy
+    from types import SimpleNamespace
+
+    m = _method(2, tmp_path)
+    ds = _Images(4, 32)
+    m._run = [SimpleNamespace(labeled_ds=ds, unlabeled_ds=None)]
+    m._filled = True  # no teacher cache to fill here
+    bn_s = next(b for b in m.student.modules() if isinstance(b, torch.nn.BatchNorm2d))
+    bn_s.running_mean.fill_(7.0)  # statistics "gathered with the teacher's tokens": far off
+    # expected: the per-channel mean of the first BN's input over a prompt-free pass on the 4 images
+    ref = copy.deepcopy(m.student).train()
+    seen = []
+    first = next(b for b in ref.modules() if isinstance(b, torch.nn.BatchNorm2d))
+    first.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].mean(dim=(0, 2, 3))))
+    with torch.no_grad():
+        ref(ds.x)
+    m.begin_stage("stage2")
+    bn_t = next(b for b in m.ema.module.modules() if isinstance(b, torch.nn.BatchNorm2d))
+    torch.testing.assert_close(bn_t.running_mean, seen[0], atol=1e-5, rtol=1e-4)
+    assert torch.equal(bn_s.running_mean, torch.full_like(bn_s.running_mean, 7.0))
+    m.after_step(0, 10)  # the EMA update does not copy the student's statistics back
+    torch.testing.assert_close(bn_t.running_mean, seen[0], atol=1e-5, rtol=1e-4)
+    m2 = _method(2, tmp_path, ema_own_bn=False)
+    m2._run, m2._filled = m._run, True
+    next(b for b in m2.student.modules() if isinstance(b, torch.nn.BatchNorm2d)).running_mean.fill_(7.0)
+    m2.begin_stage("stage2")
+    bn2 = next(b for b in m2.ema.module.modules() if isinstance(b, torch.nn.BatchNorm2d))
+    assert torch.equal(bn2.running_mean, torch.full_like(bn2.running_mean, 7.0))

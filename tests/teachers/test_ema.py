@@ -104,3 +104,16 @@ def test_reset_copies_model_and_restarts_count() -> None:
         assert torch.equal(a, b)
     assert int(ema.num_updates) == 0 and ema.current_momentum() == 0.0
     assert all(not p.requires_grad for p in ema.module.parameters())
+
+
+def test_copy_buffers_off_keeps_own_statistics() -> None:
+    student = _net()
+    ema = EMA(student, momentum=0.5)
+    ema.copy_buffers = False
+    ema.module[1].running_mean.fill_(-2.0)
+    student[1].running_mean.fill_(5.0)
+    _fill(student, 3.0)
+    ema.update(student)
+    assert torch.equal(ema.module[1].running_mean, torch.full((2,), -2.0))
+    for p in ema.module.parameters():  # parameters still follow the student
+        assert not torch.equal(p, torch.full_like(p, 3.0))

@@ -69,6 +69,12 @@ class UncolParams:
     # demo: eval-mode val Dice 0.004 without, 0.474 after recalibration (train-mode batch statistics: 0.52).
     recalibrate_bn: bool = True
     recalibrate_images: int = 64
+    # The specialized teacher S predicts prompt-free (its own tokens feed its adapter), so its BatchNorm
+    # statistics are its own (ours): recalibrated prompt-free over the training images when stage 2 starts,
+    # then updated each stage-2 step by a no-grad prompt-free pass over the step's un-mixed images, and not
+    # copied from the student at EMA updates. False: S copies the student's statistics (gathered while G's
+    # tokens fed the adapter) -- measured on HC18: S's pseudo-labels then cover the whole image.
+    ema_own_bn: bool = True
 
 
 @METHODS.register("uncol")
@@ -161,36 +167,57 @@ class Uncol(Method):
             self._filled = True
         if name == "stage2" and not resumed:
             self.ema.reset(self.student)  # S is initialised from the stage-1 student (SPEC §4)
+            if self.params.ema_own_bn:
+                self._recalibrate_bn(self.ema.module)
+        if name == "stage2":
+            self.ema.copy_buffers = not self.params.ema_own_bn
 
     def inference_model(self) -> nn.Module:
         """The student, prompt-free; its BatchNorm statistics recalibrated for inference if asked."""
         if self.params.recalibrate_bn and getattr(self, "_run", None):
-            self._recalibrate_bn()
+            self._recalibrate_bn(self.student)
         return self.student
 
     @torch.no_grad()
-    def _recalibrate_bn(self) -> None:
-        bns = [m for m in self.student.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    def _recalibrate_bn(self, model: nn.Module) -> None:
+        """Recompute ``model``'s BatchNorm running statistics (cumulative average) from prompt-free
+        forward passes over up to ``recalibrate_images`` training images."""
+        if not getattr(self, "_run", None):
+            return
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         run = self._run[0]
         ds = [d for d in (run.labeled_ds, run.unlabeled_ds) if d is not None]
         items = [(d, i) for d in ds for i in range(len(d))][: self.params.recalibrate_images]
         if not bns or not items:
             return
-        modes = [(m, m.training) for m in self.student.modules()]
+        modes = [(m, m.training) for m in model.modules()]
         momenta = [(m, m.momentum) for m in bns]
-        self.student.eval()
+        model.eval()
         for m in bns:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the recalibration batches
             m.train()
-        device = next(self.student.parameters()).device
+        device = next(model.parameters()).device
         for k in range(0, len(items), 4):
             x = torch.stack([d.get_seeded(i, 0)["image"] for d, i in items[k:k + 4]]).to(device)
-            self.student(x)
+            model(x)
         for m, mo in momenta:
             m.momentum = mo
         for m, t in modes:
             m.training = t
+
+    @torch.no_grad()
+    def _update_bn(self, model: nn.Module, x: torch.Tensor) -> None:
+        """One prompt-free pass of ``model`` with its BatchNorm layers in training mode: their running
+        statistics move towards ``x``'s (B,C,*S) (dropout and the rest stay in eval mode)."""
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        for m in bns:
+            m.train()
+        model(x)
+        for m in bns:
+            m.eval()
 
     def after_step(self, it: int, total: int) -> None:
         if not (self.stage == "stage2" and self.params.freeze_ema_stage2):
@@ -269,6 +296,8 @@ class Uncol(Method):
         tau = uapl_threshold(it, total, self.num_classes)
         # 1. teachers on the un-mixed unlabelled images: S (EMA student) then G prompted by S's pseudo-label
         with torch.no_grad():
+            if p.ema_own_bn:
+                self._update_bn(self.ema.module, torch.cat([xl, xu]))
             s_out = self.ema.module.forward_features(xu)
             p_s = torch.softmax(s_out.logits.float(), dim=1)
             s_label = p_s.argmax(1)

@@ -17,7 +17,8 @@ class EMA(nn.Module):
     """A frozen deep copy of a model, updated as the exponential moving average of its parameters.
 
     * Parameters: ``theta_S <- alpha theta_S + (1 - alpha) theta`` (floating point only).
-    * Buffers (BatchNorm statistics, counters): copied from the model at each update.
+    * Buffers (BatchNorm statistics, counters): copied from the model at each update, unless
+      ``copy_buffers`` is False (the copy then keeps statistics of its own).
     * ``warmup=True`` uses SSL4MIS's ``alpha_t = min(1 - 1 / (step + 1), alpha)`` (``step`` = number of
       updates done so far, so the first update copies the model); off by default (the paper's
       constant ``alpha``).
@@ -38,6 +39,7 @@ class EMA(nn.Module):
         self.momentum = float(momentum)
         self.warmup = bool(warmup)
         self.frozen = False
+        self.copy_buffers = True  # False: the copy keeps its own buffers (e.g. BatchNorm statistics)
         self.module = copy.deepcopy(model)
         self.module.eval()
         self.module.requires_grad_(False)
@@ -89,10 +91,11 @@ class EMA(nn.Module):
         if ema_float:
             torch._foreach_mul_(ema_float, alpha)
             torch._foreach_add_(ema_float, new_float, alpha=1.0 - alpha)
-        ema_buffers = dict(self.module.named_buffers())
-        for name, buf in model.named_buffers():
-            if name in ema_buffers:
-                ema_buffers[name].copy_(buf)
+        if self.copy_buffers:
+            ema_buffers = dict(self.module.named_buffers())
+            for name, buf in model.named_buffers():
+                if name in ema_buffers:
+                    ema_buffers[name].copy_(buf)
         self.num_updates += 1
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
