@@ -156,3 +156,18 @@ def test_lora_two_steps_move_only_adapters(tmp_path: Path, litemedsam: nn.Module
         key = k if k in state else k.replace(".qkv.", ".qkv.base.").replace(".proj.", ".proj.base.")
         assert torch.equal(state[key], v), k
     assert not list((tmp_path / "cache").rglob("*.pt"))  # a training encoder is never cached
+
+
+def test_batch_without_foreground_gives_a_zero_loss_that_backpropagates(tmp_path: Path) -> None:
+    """Background-only slices have no box: the step must still be a valid (zero) training step."""
+    from uncol.data.sampler import Batch
+    from uncol.engine.setup import build_method
+
+    cfg = _cfg("finetune_decoder", tmp_path / "cache")
+    m = build_method(cfg, num_classes=2, spatial_dims=2, device=torch.device("cpu"))
+    x = torch.randn(2, 1, 32, 32)
+    out = m.train_step(Batch(labeled={"image": x, "label": torch.zeros(2, 32, 32, dtype=torch.long)}), 0, 2)
+    assert out.loss.item() == 0.0 and out.loss.requires_grad
+    out.loss.backward()
+    grads = [p.grad for p in m.student.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.count_nonzero(g) == 0 for g in grads)

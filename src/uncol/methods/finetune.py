@@ -196,6 +196,12 @@ class FinetuneSAM(Method):
         else:
             emb = self.student.encode(x)
         out = self.student.decode(emb, prompts, self.num_classes, tuple(x.shape[2:]))
+        if not bool(out.prompted[:, 1:].any()):
+            # No foreground in any image (e.g. background slices of a volume): no box, nothing to learn.
+            # A zero loss tied to the trainable weights keeps the shared loop's backward/step valid.
+            zero = sum((p.sum() * 0.0 for p in self.student.parameters() if p.requires_grad),
+                       torch.zeros((), device=x.device))
+            return StepOutput(zero, {"loss": 0.0, "ce": 0.0, "dice": 0.0, "skipped": 1.0})
         logp = out.probs.clamp_min(1e-6).log()  # softmax(log p) = p: the losses see the probabilities
         ce, dice = ce_loss(logp, y), dice_loss(logp, y)
         loss = 0.5 * (ce + dice)
