@@ -21,8 +21,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(a: argparse.Namespace) -> int:
     from uncol.bench.run import run_bench
 
-    run_bench(a.bench, a.out, only=a.only, dry_run=a.dry_run, tables_dir=a.tables, progress=not a.no_progress)
-    return 0
+    res = run_bench(a.bench, a.out, only=a.only, dry_run=a.dry_run, tables_dir=a.tables, progress=not a.no_progress)
+    return 1 if res["failed"] else 0
 
 
 _EXTRA_PARSERS.append(_bench_parser)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
-from uncol.engine.io import atomic_write_json
+from uncol.engine.io import atomic_write_json, atomic_write_text
 
 
 def cell_dir(out: Path, cell: Cell) -> Path:
@@ -184,7 +184,10 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or with ``dry_run`` list) the bench's cells, then write the tables of every finished cell.
 
-    Returns ``{"cells": n, "ran": [...keys], "skipped": [...keys], "tables": {...paths}}``.
+    A cell that raises is recorded (its traceback in ``CELL/error.txt``, one line in the log) and the bench
+    goes on with the next cell; rerunning the command retries it.
+
+    Returns ``{"cells": n, "ran": [...keys], "skipped": [...keys], "failed": [...keys], "tables": {...paths}}``.
     """
     from uncol.bench.tables import write_tables
 
@@ -195,12 +198,13 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
     cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
     if dry_run:
         log(describe(cells, outp))
-        return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "tables": {}}
+        return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "failed": [],
+                "tables": {}}
     outp.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(bench_file, outp / "bench.yaml")
     env = {**environment(), "cell_threads": sorted({c.cfg.train.threads for c in cells})}
     atomic_write_json(outp / "environment.json", env)
-    ran, skipped = [], []
+    ran, skipped, failed = [], [], []
     t_start = time.time()
     for i, c in enumerate(cells):
         if is_done(outp, c):
@@ -209,11 +213,25 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
             continue
         log(f"[{i + 1}/{len(cells)}] {c.key}: running ({c.method.label}, labelled {ratio_label(c.ratio)}, seed {c.seed})")
         sys.stdout.flush()
-        res = run_cell(c, outp, progress=progress)
+        err = cell_dir(outp, c) / "error.txt"
+        try:
+            res = run_cell(c, outp, progress=progress)
+        except Exception as e:  # noqa: BLE001 -- one broken cell must not stop a long bench
+            import traceback
+
+            err.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(err, traceback.format_exc())
+            failed.append(c.key)
+            log(f"[{i + 1}/{len(cells)}] {c.key}: FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                f"traceback in {err}; rerun the command to retry it")
+            continue
+        err.unlink(missing_ok=True)
         ran.append(c.key)
         log(f"[{i + 1}/{len(cells)}] {c.key}: Dice {100 * res['mean']['dice']:.2f} % in {res['bench']['timing']['total_s']} s")
         write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)  # partial tables as we go
     paths = write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)
-    log(f"bench {bench.name}: {len(ran)} cells run, {len(skipped)} skipped, {time.time() - t_start:.0f} s; "
-        f"tables in {paths['md'].parent}")
-    return {"cells": len(cells), "ran": ran, "skipped": skipped, "tables": paths}
+    log(f"bench {bench.name}: {len(ran)} cells run, {len(skipped)} skipped, {len(failed)} failed, "
+        f"{time.time() - t_start:.0f} s; tables in {paths['md'].parent}")
+    if failed:
+        log(f"failed cells: {', '.join(failed)}")
+    return {"cells": len(cells), "ran": ran, "skipped": skipped, "failed": failed, "tables": paths}
