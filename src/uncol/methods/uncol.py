@@ -174,7 +174,7 @@ class Uncol(Method):
 
     def inference_model(self) -> nn.Module:
         """The student, prompt-free; its BatchNorm statistics recalibrated for inference if asked."""
-        if self.params.recalibrate_bn and getattr(self, "_run", None):
+        if self.params.recalibrate_bn:
             self._recalibrate_bn(self.student)
         return self.student
 
@@ -184,7 +184,7 @@ class Uncol(Method):
         forward passes over up to ``recalibrate_images`` training images."""
         if not getattr(self, "_run", None):
             return
-        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        bns = _batchnorms(model)
         run = self._run[0]
         ds = [d for d in (run.labeled_ds, run.unlabeled_ds) if d is not None]
         items = [(d, i) for d in ds for i in range(len(d))][: self.params.recalibrate_images]
@@ -210,7 +210,7 @@ class Uncol(Method):
     def _update_bn(self, model: nn.Module, x: torch.Tensor) -> None:
         """One prompt-free pass of ``model`` with its BatchNorm layers in training mode: their running
         statistics move towards ``x``'s (B,C,*S) (dropout and the rest stay in eval mode)."""
-        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        bns = _batchnorms(model)
         if not bns:
             return
         for m in bns:
@@ -362,6 +362,11 @@ class Uncol(Method):
         pairs = self.params.layer_map
         return visual_distill_loss([tokens[i - 1] for i, _ in pairs], [feats[j] for _, j in pairs],
                                    list(self.vis_proj), grid)
+
+
+def _batchnorms(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of ``model``."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def _resize_mask(k: torch.Tensor, size: Any) -> torch.Tensor:
