@@ -127,3 +127,15 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     atomic_write_text(tmp_path / "a.json", json.dumps({}))
     assert (tmp_path / "a.json").stat().st_mode & 0o044  # readable by others: not mkstemp's 0600
+
+
+def test_garbage_bytes_always_give_checkpoint_error(tmp_path: Path) -> None:
+    """Random bytes reach the unpickler's internals (IndexError, KeyError, struct errors ...): every one of
+    them must come out as one CheckpointError line naming the file, never a traceback."""
+    gen = torch.Generator().manual_seed(0)
+    p = tmp_path / "garbage.pt"
+    for _ in range(300):
+        n = int(torch.randint(1, 3000, (1,), generator=gen))
+        p.write_bytes(bytes(torch.randint(0, 256, (n,), generator=gen, dtype=torch.uint8).tolist()))
+        with pytest.raises(CheckpointError, match="garbage.pt"):
+            safe_load(p)
