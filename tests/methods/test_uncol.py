@@ -187,7 +187,8 @@ def test_registered() -> None:
     assert "uncol" in METHODS
 
 
-def test_cached_teacher_with_augmentation_encodes_each_training_image_once(tmp_path: Path) -> None:
+def test_cached_teacher_with_augmentation_encodes_each_training_image_once(tmp_path: Path,
+                                                                          capfd: pytest.CaptureFixture[str]) -> None:
     cfg = _cfg(2, tmp_path)
     import dataclasses
 
@@ -198,6 +199,7 @@ def test_cached_teacher_with_augmentation_encodes_each_training_image_once(tmp_p
     split = __import__("json").loads((tmp_path / "run" / "split.json").read_text())
     # one entry per un-augmented training image (labelled + unlabelled), none for augmented/mixed ones
     assert len(files) == len(split["labeled"]) + len(split["unlabeled"])
+    assert "teacher cache" not in capfd.readouterr().err  # progress=False silences the cache fill's bar too
 
 
 class _Images:

@@ -91,6 +91,7 @@ def train(
     is_main = dist.rank == 0
     resume_ckpt = _resume_checkpoint(out, resume)
     run: RunContext = build_run(cfg, out, dist=dist, resume=resume_ckpt is not None, stages=stages)
+    run.progress = progress and is_main
     method = run.method
     plan = method.stages()
     selected = [(pi, s) for pi, s in enumerate(plan) if stages is None or s.name in stages]

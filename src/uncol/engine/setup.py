@@ -143,6 +143,7 @@ class RunContext:
     unlabeled_ds: Any
     val_ids: list[str] = field(default_factory=list)
     _scaler: Any = None
+    progress: bool = True  # progress bars (teacher-cache fills as well as the training bar)
 
     @property
     def has_val(self) -> bool:

@@ -165,7 +165,8 @@ class FinetuneSAM(Method):
         if run is None or not isinstance(self.teacher, CachedTeacher) or d.augment.enabled or d.mode == "patch":
             return
         ds, dev = run.labeled_ds, self._device()
-        self.teacher.fill((ds.get_seeded(i, 0)["image"].to(dev) for i in range(len(ds))), total=len(ds))
+        self.teacher.fill((ds.get_seeded(i, 0)["image"].to(dev) for i in range(len(ds))), total=len(ds),
+                          progress=run.progress)
 
     def _device(self) -> torch.device:
         return next(self.student.parameters()).device

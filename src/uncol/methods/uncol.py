@@ -145,7 +145,7 @@ class Uncol(Method):
         for ds in (run.labeled_ds, run.unlabeled_ds):
             if ds is not None:
                 self.teacher.fill((ds.get_seeded(i, 0)["base_image"].to(device) for i in range(len(ds))),
-                                  total=len(ds))
+                                  total=len(ds), progress=run.progress)
 
     @torch.no_grad()
     def _encode(self, part: dict) -> Any:
