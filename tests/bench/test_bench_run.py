@@ -143,3 +143,18 @@ def test_a_failing_cell_is_recorded_and_the_bench_goes_on(tmp_path: Path, box_te
     res = run_bench(bench, out, only=["mt"], progress=False)
     assert res["ran"] == ["mt/10pct/s0"] and res["failed"] == []
     assert not (out / "cells/mt/10pct/s0/error.txt").exists()
+
+
+def test_cell_patterns_split_a_grid_between_processes(tmp_path: Path, box_teacher: None,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    import uncol.bench.run as br
+
+    calls: list[str] = []
+    real = br.run_cell
+    monkeypatch.setattr(br, "run_cell", lambda cell, out, progress=True: calls.append(cell.key) or real(cell, out, progress))
+    bench, out = _bench(tmp_path), tmp_path / "out"
+    res = run_bench(bench, out, progress=False, cell_globs=["mt/*/s1", "supervised/10pct/s0"])
+    assert calls == res["ran"] == ["supervised/10pct/s0", "mt/10pct/s1"]  # grid order, nothing else
+    assert main(["bench", str(bench), "--out", str(out), "--cell", "urpc/*"]) == 2
+    assert "--cell urpc/* matches no cell" in capsys.readouterr().err

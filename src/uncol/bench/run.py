@@ -33,6 +33,7 @@ from typing import Any
 
 from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
 from uncol.engine.io import atomic_write_json, atomic_write_text
+from uncol.errors import ConfigError
 
 
 def cell_dir(out: Path, cell: Cell) -> Path:
@@ -181,11 +182,13 @@ def _iterations(cell: Cell) -> str:
 
 def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = None, dry_run: bool = False,
               tables_dir: str | Path | None = None, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, cell_globs: list[str] | None = None) -> dict[str, Any]:
     """Run (or with ``dry_run`` list) the bench's cells, then write the tables of every finished cell.
 
     A cell that raises is recorded (its traceback in ``CELL/error.txt``, one line in the log) and the bench
-    goes on with the next cell; rerunning the command retries it.
+    goes on with the next cell; rerunning the command retries it. ``cell_globs``: run only the cells whose
+    key (``<method id>/<ratio tag>/s<seed>``, e.g. ``uncol/20pct/s0``) matches one of these shell patterns,
+    so that several processes can share one grid without running the same cell.
 
     Returns ``{"cells": n, "ran": [...keys], "skipped": [...keys], "failed": [...keys], "tables": {...paths}}``.
     """
@@ -196,6 +199,13 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
     cache = outp / "teacher_cache"
     all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
     cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
+    if cell_globs:
+        import fnmatch
+
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.key, g) for g in cell_globs)]
+        if not cells:
+            raise ConfigError(f"--cell {' '.join(cell_globs)} matches no cell of {str(bench_file)!r}; "
+                              "see the cell names with --dry-run")
     if dry_run:
         log(describe(cells, outp))
         return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "failed": [],
