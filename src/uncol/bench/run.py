@@ -22,6 +22,7 @@ class sets ``prompted_eval`` (the fine-tuning baselines) with
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import platform
 import shutil
@@ -200,8 +201,6 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
     all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
     cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
     if cell_globs:
-        import fnmatch
-
         cells = [c for c in cells if any(fnmatch.fnmatchcase(c.key, g) for g in cell_globs)]
         if not cells:
             raise ConfigError(f"--cell {' '.join(cell_globs)} matches no cell of {str(bench_file)!r}; "

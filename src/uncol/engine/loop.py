@@ -138,7 +138,7 @@ def train(
             set_generator_states(method, resume_ckpt.get("generators", {}))
             resume_ckpt = None
         T = stage.iterations
-        bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not (progress and is_main),
+        bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not run.progress,
                    dynamic_ncols=True, initial=start, total=T)
         for it in bar:
             lr = poly_lr(cfg.train.lr, it, T, cfg.train.poly_power)
