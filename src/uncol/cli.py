@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     a = parser.parse_args(argv)
-    name = a.command if a.command != "data" else f"data {a.data_command}"
+    nested = getattr(a, f"{a.command.replace('-', '_')}_command", None)  # `uncol data prepare`, `uncol weights fetch`
+    name = f"{a.command} {nested}" if nested else a.command
     try:
         return COMMANDS.get(name)(a)
     except (UncolError, UnknownNameError) as e:

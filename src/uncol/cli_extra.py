@@ -61,3 +61,4 @@ _EXTRA_PARSERS.extend([_zero_shot_parser, _profile_parser])
 # ``_EXTRA_PARSERS`` and registers their commands in ``COMMANDS``.
 from uncol.bench import cli as _bench_cli  # noqa: F401  (bench)
 from uncol.eval import analysis_cli as _analysis_cli  # noqa: F401  (uncertainty, report)
+from uncol.teachers import weights_cli as _weights_cli  # noqa: F401  (weights list / fetch)

@@ -83,3 +83,13 @@ def test_official_size_forward(official_file) -> None:
     assert [tuple(v.shape) for v in emb.visual] == [(1, 768, 64, 64)] * 3
     assert emb.embedding.shape == (1, 256, 64, 64)
     assert out.fused.shape == (1, 4096, 256) and out.probs.shape == (1, 2, 64, 48)
+
+
+def test_a_null_checkpoint_loads_medsam_vit_b_from_the_weights_folder(official_file, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("UNCOL_WEIGHTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"uncol weights fetch medsam_vit_b"):
+        MedSAMTeacher.build(None, MedSAMParams(), 2)
+    (tmp_path / "medsam_vit_b.pth").symlink_to(official_file)
+    t = MedSAMTeacher.build(None, MedSAMParams(), 2)
+    saved = torch.load(official_file, weights_only=True)
+    assert torch.equal(t.state_dict()["mask_decoder.iou_token.weight"], saved["mask_decoder.iou_token.weight"])

@@ -25,8 +25,10 @@ from uncol.errors import ConfigError
 from uncol.teachers.base import TEACHERS
 from uncol.teachers.checkpoints import file_sha256, load_strict, read_state_dict
 from uncol.teachers.sam2d import SamTeacher2D
+from uncol.teachers.weights import resolve_checkpoint
 
-WHERE = "https://github.com/bowang-lab/MedSAM (the medsam_vit_b.pth Google-Drive link in its README)"
+WHERE = ("https://github.com/bowang-lab/MedSAM (the medsam_vit_b.pth link in its README), or run "
+         "`uncol weights fetch medsam_vit_b`")
 WHAT = "MedSAM ViT-B (medsam_vit_b.pth)"
 
 
@@ -66,7 +68,8 @@ class MedSAMTeacher(SamTeacher2D):
 
     @classmethod
     def build(cls, checkpoint: str | None, params: MedSAMParams, spatial_dims: int) -> MedSAMTeacher:
-        return cls(checkpoint, params)
+        """``checkpoint`` null -> ``medsam_vit_b.pth`` in the weights folder (``uncol weights fetch medsam_vit_b``)."""
+        return cls(resolve_checkpoint(checkpoint, "medsam_vit_b", WHAT), params)
 
     def fingerprint(self) -> str:
         return f"{super().fingerprint()}|blocks={','.join(map(str, self.blocks))}"

@@ -47,9 +47,11 @@ from uncol.teachers.base import (
 )
 from uncol.teachers.checkpoints import file_sha256, load_strict
 from uncol.teachers.sam3d.model import Sam3D, Sam3DConfig, decode_prompts
+from uncol.teachers.weights import resolve_checkpoint
 
 WHERE = ("https://github.com/uni-medical/SAM-Med3D (README 'Checkpoint': sam_med3d_turbo.pth on Hugging Face "
-         "blueyo0/SAM-Med3D or Google Drive; the original sam_med3d.pth likewise)")
+         "blueyo0/SAM-Med3D or Google Drive; the original sam_med3d.pth likewise), or run "
+         "`uncol weights fetch sam_med3d_turbo`")
 WHAT = "SAM-Med3D vit_b_ori (sam_med3d_turbo.pth / sam_med3d.pth)"
 INTENSITY = ("above_min", "positive", "all")
 
@@ -139,7 +141,7 @@ class SamMed3DTeacher(Teacher):
     def build(cls, checkpoint: str | None, params: SamMed3DParams, spatial_dims: int) -> SamMed3DTeacher:
         if spatial_dims != 3:
             raise ConfigError("teacher 'sam_med3d' is a 3D teacher; for 2D data choose litemedsam or medsam_vit_b")
-        return cls(checkpoint, params)
+        return cls(resolve_checkpoint(checkpoint, "sam_med3d", WHAT), params)  # null -> sam_med3d_turbo.pth
 
     def fingerprint(self) -> str:
         return (f"{type(self).__name__}|ckpt={self.checkpoint_id}|size={self.img_size}|trilinear"
