@@ -244,3 +244,37 @@ def test_specialized_teacher_keeps_prompt_free_batchnorm_statistics(tmp_path: Pa
     m2.begin_stage("stage2")
     bn2 = next(b for b in m2.ema.module.modules() if isinstance(b, torch.nn.BatchNorm2d))
     assert torch.equal(bn2.running_mean, torch.full_like(bn2.running_mean, 7.0))
+
+
+def test_semantic_path_in_the_adapter_space_pulls_own_knowledge_toward_gs_projected_tokens(tmp_path: Path) -> None:
+    """semantic_space=adapter (authors' code): L_sem = MSE(own_knowledge(F_stu^4), teacher_kv_proj(F_G)),
+    with gradients into the student's ViT/neck and into teacher_kv_proj; no projector of its own."""
+    from uncol.data.sampler import Batch
+
+    m = _method(2, tmp_path, semantic_space="adapter", visual_distill=False)
+    assert m.sem_proj is None
+    m.begin_stage("stage1")
+    x = torch.randn(2, 1, 32, 32)
+    y = torch.zeros(2, 32, 32, dtype=torch.long)
+    y[:, 8:20, 10:24] = 1
+    captured = {}
+    real = m.student.forward_features
+
+    def spy(*a, **k):
+        captured["out"] = out = real(*a, **k)
+        return out
+
+    m.student.forward_features = spy
+    torch.manual_seed(0)
+    res = m.train_step(Batch(labeled={"image": x, "label": y}), 0, 10)
+    out = captured["out"]
+    want = F.mse_loss(m.student.own_knowledge(out.vit_tokens[-1], out.grid), out.knowledge)
+    assert res.parts["sem"] == pytest.approx(want.item(), rel=1e-5) and want.item() > 0
+    m.zero_grad()
+    want.backward()
+    assert m.student.teacher_kv_proj.weight.grad.abs().sum() > 0
+    assert m.student.vit.norm.weight.grad.abs().sum() > 0
+    from uncol.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="semantic_space"):
+        _method(2, tmp_path, semantic_space="elsewhere")

@@ -51,6 +51,13 @@ class UncolParams:
     bcp_ratio: float = 2.0 / 3.0  # BCP
     visual_distill: bool = True  # ablation switch (DPKD visual path)
     semantic_distill: bool = True  # ablation switch (DPKD semantic path, stage 1 only)
+    # Where the semantic path compares the two (SPEC §2.2 / §8): "teacher" = eq. 2 as the SPEC writes it,
+    # phi_sem(F_stu^4) against G's fused tokens (a training-only projector on the student side);
+    # "adapter" = the authors' code (CA_UNet.py: MSE(s_prior_features, proj_align(sam_post_embed))): the
+    # student's own adapter knowledge (final norm [+ neck] of F_stu^4, what the adapter reads at inference)
+    # against G's tokens projected to the adapter width (what it reads in stage 1), gradients to both sides.
+    # Only "adapter" ties the inference key/value to the training one.
+    semantic_space: str = "teacher"
     pseudo_label: str = "uapl"  # uapl | s_only (S-Tch-PL) | avg (Avg-Tch-PL)
     use_generalized_teacher: bool = True  # False = no G at all (the ablation baseline)
     layer_map: tuple[tuple[int, int], ...] = ((1, 0), (2, 1), (3, 2))  # (student layer 1-based, teacher feature idx)
@@ -88,6 +95,11 @@ class Uncol(Method):
 
             raise ConfigError(f"config key 'method.params.stage2_knowledge' must be both or specialized, "
                               f"got {params.stage2_knowledge!r}")
+        if params.semantic_space not in ("teacher", "adapter"):
+            from uncol.errors import ConfigError
+
+            raise ConfigError(f"config key 'method.params.semantic_space' must be teacher or adapter, "
+                              f"got {params.semantic_space!r}")
         if params.pseudo_label not in ("uapl", "s_only", "avg"):
             from uncol.errors import ConfigError
 
@@ -100,7 +112,8 @@ class Uncol(Method):
         # Training-only projectors (not part of the student's size): one per visual layer pair, one semantic.
         self.vis_proj = nn.ModuleList(
             [Projector(d_s, g.visual_dims[j], hidden=hid) for _, j in params.layer_map] if g is not None else [])
-        self.sem_proj = Projector(d_s, g.embed_dim, hidden=hid) if g is not None else None
+        self.sem_proj = (Projector(d_s, g.embed_dim, hidden=hid)
+                         if g is not None and params.semantic_space == "teacher" else None)
         if g is None:
             self._teacher = []
         self._gen = torch.Generator().manual_seed(ctx.cfg.train.seed + 17)
@@ -277,7 +290,11 @@ class Uncol(Method):
             l_vis = self._visual(out.vit_tokens, emb.visual, grid)
             dpkd = dpkd + l_vis
             parts["vis"] = l_vis.item()
-        if p.semantic_distill:
+        if p.semantic_distill and p.semantic_space == "adapter":  # own inference key/value vs G's, same space
+            l_sem = F.mse_loss(self.student.own_knowledge(out.vit_tokens[-1], grid), out.knowledge)
+            dpkd = dpkd + l_sem
+            parts["sem"] = l_sem.item()
+        elif p.semantic_distill:
             l_sem = semantic_distill_loss(out.vit_tokens[-1], know, grid, self.sem_proj, grid)
             dpkd = dpkd + l_sem
             parts["sem"] = l_sem.item()
