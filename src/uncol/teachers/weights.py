@@ -101,7 +101,8 @@ def resolve_checkpoint(checkpoint: str | None, teacher: str, what: str) -> str:
     fetch = " or ".join(f"`uncol weights fetch {i.name}`" for i in options) or "the official file"
     raise CheckpointError(
         f"config key 'teacher.checkpoint' is not set and no {what} file is in {weights_dir()}; run {fetch} "
-        f"(downloads to that folder; $UNCOL_WEIGHTS moves it) or set teacher.checkpoint to the file's path"
+        f"(downloads to that folder; $UNCOL_WEIGHTS moves it) or set teacher.checkpoint (uncol zero-shot: --checkpoint) "
+        "to the file's path"
     )
 
 
