@@ -290,12 +290,11 @@ class Uncol(Method):
             l_vis = self._visual(out.vit_tokens, emb.visual, grid)
             dpkd = dpkd + l_vis
             parts["vis"] = l_vis.item()
-        if p.semantic_distill and p.semantic_space == "adapter":  # own inference key/value vs G's, same space
-            l_sem = F.mse_loss(self.student.own_knowledge(out.vit_tokens[-1], grid), out.knowledge)
-            dpkd = dpkd + l_sem
-            parts["sem"] = l_sem.item()
-        elif p.semantic_distill:
-            l_sem = semantic_distill_loss(out.vit_tokens[-1], know, grid, self.sem_proj, grid)
+        if p.semantic_distill:
+            if p.semantic_space == "adapter":  # own inference key/value vs G's projected tokens, one space
+                l_sem = F.mse_loss(self.student.own_knowledge(out.vit_tokens[-1], grid), out.knowledge)
+            else:
+                l_sem = semantic_distill_loss(out.vit_tokens[-1], know, grid, self.sem_proj, grid)
             dpkd = dpkd + l_sem
             parts["sem"] = l_sem.item()
         loss = loss + lam * dpkd

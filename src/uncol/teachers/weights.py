@@ -29,7 +29,6 @@ class WeightsInfo:
     teacher: str  # the TEACHERS name that loads it
     urls: tuple[str, ...]
     md5: str | None  # as published; None -> verified by loading (``verify``)
-    size_mb: int  # approximate, for the message before the download
     source: str  # the project page
     licence: str
     verify: Callable[[Path], None] | None = field(default=None, compare=False, repr=False)
@@ -53,11 +52,10 @@ WEIGHTS.register("medsam_vit_b")(WeightsInfo(
     filename="medsam_vit_b.pth",
     teacher="medsam_vit_b",
     # Zenodo record 10689643 (MedSAM's authors) and the Hugging Face copy in wanglab/medsam-vit-base;
-    # md5 as published beside those links.
+    # the md5 is the one public download scripts quote for the Zenodo file (not re-checked here: no network).
     urls=("https://zenodo.org/records/10689643/files/medsam_vit_b.pth?download=1",
           "https://huggingface.co/wanglab/medsam-vit-base/resolve/main/medsam_vit_b.pth"),
     md5="3bb6db55bd0c9ca30b61248bca72f8d6",
-    size_mb=358,
     source="https://github.com/bowang-lab/MedSAM",
     licence="Apache-2.0",
 ))
@@ -68,7 +66,6 @@ WEIGHTS.register("sam_med3d_turbo")(WeightsInfo(
     teacher="sam_med3d",
     urls=("https://huggingface.co/blueyo0/SAM-Med3D/resolve/main/sam_med3d_turbo.pth",),
     md5=None,  # none published: the file must load safely with the official key layout
-    size_mb=392,
     source="https://github.com/uni-medical/SAM-Med3D",
     licence="Apache-2.0",
     verify=_verify_sam_med3d,
@@ -82,7 +79,7 @@ def weights_dir() -> Path:
 
 def weights_for_teacher(teacher: str) -> list[WeightsInfo]:
     """The downloadable checkpoints a teacher can load, preferred first."""
-    return [WEIGHTS.get(n) for n in WEIGHTS.names() if WEIGHTS.get(n).teacher == teacher]
+    return [info for info in map(WEIGHTS.get, WEIGHTS.names()) if info.teacher == teacher]
 
 
 def resolve_checkpoint(checkpoint: str | None, teacher: str, what: str) -> str:

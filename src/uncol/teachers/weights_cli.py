@@ -29,7 +29,7 @@ def cmd_weights_list(a: argparse.Namespace) -> int:
         info = WEIGHTS.get(name)
         here = (d / info.filename).is_file()
         state = "present" if here else "not downloaded"
-        print(f"  {name:<16} teacher {info.teacher:<13} ~{info.size_mb} MB  {info.licence:<11} {state}  "
+        print(f"  {name:<16} teacher {info.teacher:<13} {info.licence:<11} {state}  "
               f"({info.source})")
     return 0
 
@@ -41,7 +41,7 @@ def cmd_weights_fetch(a: argparse.Namespace) -> int:
     info = WEIGHTS.get(a.name)
     dest = Path(a.dir or weights_dir()) / info.filename
     src = a.url or info.urls[0]
-    print(f"downloading {info.name} (~{info.size_mb} MB, {info.licence}, {info.source})\n  from {src}\n  to   {dest}",
+    print(f"downloading {info.name} ({info.licence}, {info.source})\n  from {src}\n  to   {dest}",
           file=sys.stderr)
     path = fetch_weights(a.name, a.dir, url=a.url, progress=not a.no_progress)
     check = f"md5 {info.md5}" if info.md5 else "loads safely with the official key layout"
