@@ -12,7 +12,8 @@ from uncol.data.mixing import bcp_mask
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.methods.base import MethodContext
-from uncol.methods.bcp import BCP, BCPParams, halves, mix_loss
+from uncol.losses.segmentation import mix_loss
+from uncol.methods.bcp import BCP, BCPParams, halves
 
 LN2 = math.log(2)
 # Uniform logits (K = 2) against an all-background target: CE = ln 2; Dice: class 0 = 1 - 1/1.25 = 0.2,

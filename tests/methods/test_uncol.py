@@ -80,7 +80,7 @@ for _name, _cls in (("tiny_test2d", TinyTeacher), ("tiny_test3d", TinyTeacher3D)
         TEACHERS.register(_name)(_cls)
 
 
-def _cfg(spatial_dims: int, tmp: Path, **method_params) -> Config:
+def _cfg(spatial_dims: int, tmp: Path, model_params: dict | None = None, **method_params) -> Config:
     if spatial_dims == 2:
         data = {"root": str(DEMO / "hc18"), "spatial_dims": 2, "size": [32, 32]}
         model = {"name": "uncol_student", "params": {"vit_dim": 32, "vit_mlp_dim": 32, "neck_dim": 0, "vit_heads": 2,
@@ -91,6 +91,7 @@ def _cfg(spatial_dims: int, tmp: Path, **method_params) -> Config:
         model = {"name": "uncol_student", "params": {"vit_dim": 32, "vit_mlp_dim": 32, "vit_heads": 2,
                                                      "vit_dim_head": 16, "teacher_dim": 16, "out_heads": 1,
                                                      "backbone_params": {"n_filters": 2}}}
+    model["params"].update(model_params or {})
     data["split"] = {"ratios": [0.6, 0.2, 0.2], "labeled": 3}
     data["augment"] = {"enabled": False}
     d = {"data": data, "model": model, "teacher": {"name": f"tiny_test{spatial_dims}d", "cache_dir": str(tmp / "cache")},
@@ -112,34 +113,40 @@ def test_two_stage_training_runs_and_logs_every_loss(spatial_dims: int, tmp_path
     s2 = [r for r in recs if r["kind"] == "train" and r["stage"] == "stage2"]
     assert len(s1) == 2 and len(s2) == 2
     assert {"sup" if False else "ce", "vis", "sem", "lambda"} <= set(s1[0])
-    assert {"sup", "uapl", "vis", "tau", "pl_coverage"} <= set(s2[0])
+    assert {"sup", "pseudo", "vis", "tau", "pl_coverage"} <= set(s2[0])
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in s1 + s2)
     ckpt = load_checkpoint(tmp_path / "run" / "final.pt")
     assert ckpt["spatial_dims"] == spatial_dims
     assert summary["method"] == "uncol"
 
 
-def _method(spatial_dims: int, tmp: Path, **kw):
+def _method(spatial_dims: int, tmp: Path, model_params: dict | None = None, **kw):
     from uncol.engine.setup import build_method
 
-    cfg = _cfg(spatial_dims, tmp, **kw)
+    cfg = _cfg(spatial_dims, tmp, model_params, **kw)
     return build_method(cfg, num_classes=2 if spatial_dims == 2 else 3, spatial_dims=spatial_dims,
                         device=torch.device("cpu"))
 
 
-def test_ema_follows_student_and_is_reset_from_it_at_stage2(tmp_path: Path) -> None:
+def test_ema_is_reset_from_the_student_at_stage2_and_follows_it_there(tmp_path: Path) -> None:
     m = _method(2, tmp_path)
     with torch.no_grad():
         for p in m.student.parameters():
             p.add_(1.0)
-    w_s = next(m.student.parameters()).detach().clone()
     w_e = next(m.ema.module.parameters()).detach().clone()
     m.begin_stage("stage1")
+    m.after_step(0, 10)  # S is re-initialised at stage 2: no EMA updates in stage 1
+    assert torch.equal(next(m.ema.module.parameters()), w_e)
+    m.begin_stage("stage2")
+    assert torch.equal(next(m.ema.module.parameters()), next(m.student.parameters()))
+    w_e = next(m.ema.module.parameters()).detach().clone()
+    with torch.no_grad():
+        for p in m.student.parameters():
+            p.add_(1.0)
+    w_s = next(m.student.parameters()).detach().clone()
     m.after_step(0, 10)
     # θ_S <- 0.99 θ_S + 0.01 θ
     assert torch.allclose(next(m.ema.module.parameters()), 0.99 * w_e + 0.01 * w_s, atol=1e-6)
-    m.begin_stage("stage2")
-    assert torch.equal(next(m.ema.module.parameters()), next(m.student.parameters()))
 
 
 def test_frozen_ema_option_stops_updates_in_stage2(tmp_path: Path) -> None:
@@ -215,35 +222,47 @@ class _Images:
         return {"image": self.x[i]}
 
 
-def test_specialized_teacher_keeps_prompt_free_batchnorm_statistics(tmp_path: Path) -> None:
-    import copy
+def _first_bn(model: nn.Module) -> nn.BatchNorm2d:
+    return next(b for b in model.modules() if isinstance(b, torch.nn.BatchNorm2d))
+
+
+def _with_images(m, ds) -> None:
     from types import SimpleNamespace
 
-    m = _method(2, tmp_path)
-    ds = _Images(4, 32)
-    m._run = [SimpleNamespace(labeled_ds=ds, unlabeled_ds=None)]
+    m._run = [SimpleNamespace(labeled_ds=ds, unlabeled_ds=None, progress=False)]
     m._filled = True  # no teacher cache to fill here
-    bn_s = next(b for b in m.student.modules() if isinstance(b, torch.nn.BatchNorm2d))
-    bn_s.running_mean.fill_(7.0)  # statistics "gathered with the teacher's tokens": far off
+
+
+def test_stage2_starts_from_prompt_free_batchnorm_statistics(tmp_path: Path) -> None:
+    import copy
+
+    ds = _Images(4, 32)
+    m = _method(2, tmp_path)
+    _with_images(m, ds)
+    _first_bn(m.student).running_mean.fill_(7.0)  # statistics "gathered with the teacher's tokens": far off
     # expected: the per-channel mean of the first BN's input over a prompt-free pass on the 4 images
     ref = copy.deepcopy(m.student).train()
     seen = []
-    first = next(b for b in ref.modules() if isinstance(b, torch.nn.BatchNorm2d))
-    first.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].mean(dim=(0, 2, 3))))
+    _first_bn(ref).register_forward_hook(lambda mod, inp, out: seen.append(inp[0].mean(dim=(0, 2, 3))))
     with torch.no_grad():
         ref(ds.x)
     m.begin_stage("stage2")
-    bn_t = next(b for b in m.ema.module.modules() if isinstance(b, torch.nn.BatchNorm2d))
-    torch.testing.assert_close(bn_t.running_mean, seen[0], atol=1e-5, rtol=1e-4)
-    assert torch.equal(bn_s.running_mean, torch.full_like(bn_s.running_mean, 7.0))
-    m.after_step(0, 10)  # the EMA update does not copy the student's statistics back
-    torch.testing.assert_close(bn_t.running_mean, seen[0], atol=1e-5, rtol=1e-4)
-    m2 = _method(2, tmp_path, ema_own_bn=False)
-    m2._run, m2._filled = m._run, True
-    next(b for b in m2.student.modules() if isinstance(b, torch.nn.BatchNorm2d)).running_mean.fill_(7.0)
+    for model in (m.student, m.ema.module):  # the student recalibrated, then S copied from it
+        torch.testing.assert_close(_first_bn(model).running_mean, seen[0], atol=1e-5, rtol=1e-4)
+    # ema_own_bn: the EMA update does not copy the student's statistics back
+    m2 = _method(2, tmp_path, ema_own_bn=True)
+    _with_images(m2, ds)
     m2.begin_stage("stage2")
-    bn2 = next(b for b in m2.ema.module.modules() if isinstance(b, torch.nn.BatchNorm2d))
-    assert torch.equal(bn2.running_mean, torch.full_like(bn2.running_mean, 7.0))
+    own = _first_bn(m2.ema.module).running_mean.clone()
+    _first_bn(m2.student).running_mean.fill_(7.0)
+    m2.after_step(0, 10)
+    assert torch.equal(_first_bn(m2.ema.module).running_mean, own) and not torch.equal(own, torch.full_like(own, 7.0))
+    # neither: S starts with the student's stage-1 statistics
+    m3 = _method(2, tmp_path, recalibrate_bn=False)
+    _with_images(m3, ds)
+    _first_bn(m3.student).running_mean.fill_(7.0)
+    m3.begin_stage("stage2")
+    assert torch.equal(_first_bn(m3.ema.module).running_mean, torch.full_like(seen[0], 7.0))
 
 
 def test_semantic_path_in_the_adapter_space_pulls_own_knowledge_toward_gs_projected_tokens(tmp_path: Path) -> None:
@@ -278,3 +297,135 @@ def test_semantic_path_in_the_adapter_space_pulls_own_knowledge_toward_gs_projec
 
     with pytest.raises(ConfigError, match="semantic_space"):
         _method(2, tmp_path, semantic_space="elsewhere")
+
+
+# -- the knowledge path (SPEC §10): gradients reach what the prompt-free student uses -----------------------
+def _fixed_batch(stage: int):
+    from uncol.data.sampler import Batch
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 1, 32, 32, generator=g)
+    y = torch.zeros(4, 32, 32, dtype=torch.long)
+    y[:, 8:20, 10:24] = 1
+    if stage == 1:
+        return Batch(labeled={"image": x[:2], "label": y[:2]})
+    return Batch(labeled={"image": x[:2], "label": y[:2]}, unlabeled={"image": x[2:]})
+
+
+def _grads(module: nn.Module) -> list[bool]:
+    """For each parameter tensor of ``module``: did it receive a non-zero gradient?"""
+    return [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters()]
+
+
+def _knowledge_method(tmp: Path, **kw):
+    torch.manual_seed(0)
+    return _method(2, tmp, model_params={"neck_dim": 16}, **kw)
+
+
+def test_stage1_semantic_path_trains_the_inference_key_value(tmp_path: Path) -> None:
+    """Default (authors' code): L_sem reaches every ViT layer, the final norm and the neck, i.e. the whole
+    route to the key/value the adapter reads at inference; without DPKD none of them gets a gradient."""
+    m = _knowledge_method(tmp_path, visual_distill=False)
+    m.begin_stage("stage1")
+    m.train_step(_fixed_batch(1), 5, 10).loss.backward()
+    s = m.student
+    assert all(_grads(s.vit.layers)) and all(_grads(s.vit.norm)) and all(_grads(s.neck))
+    off = _knowledge_method(tmp_path, visual_distill=False, semantic_distill=False)
+    off.begin_stage("stage1")
+    off.train_step(_fixed_batch(1), 5, 10).loss.backward()
+    assert not any(_grads(off.student.vit)) and not any(_grads(off.student.neck))
+    # the SPEC eq. 2 option (a training-only projector) leaves the neck untrained, as the review found
+    eq2 = _knowledge_method(tmp_path, visual_distill=False, semantic_space="teacher")
+    eq2.begin_stage("stage1")
+    eq2.train_step(_fixed_batch(1), 5, 10).loss.backward()
+    assert all(_grads(eq2.student.vit.layers)) and not any(_grads(eq2.student.neck))
+
+
+@pytest.mark.parametrize("knowledge, vit_trained", [("own", True), ("ema", False), ("teacher_and_ema", False)])
+def test_stage2_segmentation_loss_reaches_the_vit_with_own_knowledge(tmp_path: Path, knowledge: str,
+                                                                      vit_trained: bool) -> None:
+    """Only ``own`` lets the segmentation loss reach the ViT layers; S's tokens (``ema``,
+    ``teacher_and_ema``) pass through the student's own norm and neck, so those train in every mode."""
+    m = _knowledge_method(tmp_path, visual_distill=False, stage2_knowledge=knowledge)
+    m.begin_stage("stage2")
+    m.train_step(_fixed_batch(2), 1, 2).loss.backward()  # segmentation losses only (no L_vis)
+    s = m.student
+    got = [all(_grads(s.vit.layers)), all(_grads(s.vit.norm)), all(_grads(s.neck))]
+    assert got == [vit_trained, True, True]
+
+
+def _train_steps(m, stage: int, steps: int = 3) -> torch.Tensor:
+    """A few SGD steps of ``m`` on fixed data, then the prompt-free output on a fixed input."""
+    opt = torch.optim.SGD(m.trainable_parameters(), lr=0.05, momentum=0.9)
+    m.begin_stage(f"stage{stage}")
+    m.train()
+    for it in range(steps):
+        opt.zero_grad()
+        m.train_step(_fixed_batch(stage), it, 10).loss.backward()
+        opt.step()
+    m.student.eval()
+    with torch.no_grad():
+        return m.student(torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(9)))
+
+
+@pytest.mark.parametrize("stage, switch", [(1, "semantic_distill"), (2, "visual_distill")])
+def test_dpkd_switches_change_the_prompt_free_student(tmp_path: Path, stage: int, switch: str) -> None:
+    """L_sem (stage 1) and L_vis (stage 2) on/off: same data, same seeds, different prompt-free output.
+    In stage 1 with DPKD off the neck, used only by the inference key/value, does not move at all."""
+    others = {"visual_distill": False} if switch == "semantic_distill" else {}
+    on = _knowledge_method(tmp_path, **others, **{switch: True})
+    off = _knowledge_method(tmp_path, **others, **{switch: False})
+    assert all(torch.equal(a, b) for a, b in zip(on.student.parameters(), off.student.parameters()))
+    neck0 = [p.detach().clone() for p in off.student.neck.parameters()]
+    y_on, y_off = _train_steps(on, stage), _train_steps(off, stage)
+    assert (y_on - y_off).abs().max() > 1e-4
+    if stage == 1:
+        assert all(torch.equal(a, b) for a, b in zip(neck0, off.student.neck.parameters()))
+        assert not all(torch.equal(a, b) for a, b in zip(neck0, on.student.neck.parameters()))
+
+
+def test_stage2_weights_the_pseudo_labelled_part_as_bcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """L = sup(GT part) + 0.5 sup(pseudo part), sup = 0.5 (CE + Dice): BCP's mix_loss with u_weight 0.5."""
+    import uncol.methods.uncol as mod
+    from uncol.losses.segmentation import ce_loss, dice_loss, mix_loss
+
+    calls = []
+    real = mod.sup_loss
+
+    def spy(logits, target, mask=None, parts=None):
+        calls.append((logits.detach(), target, mask))
+        return real(logits, target, mask, parts)
+
+    monkeypatch.setattr(mod, "sup_loss", spy)
+    m = _knowledge_method(tmp_path, visual_distill=False)
+    m.begin_stage("stage2")
+    out = m.train_step(_fixed_batch(2), 1, 2)
+    (z, y, gt), (_, _, pl) = calls
+    assert pl.any() and gt.any()
+    want = 0.5 * (ce_loss(z, y, gt) + dice_loss(z, y, gt)) + 0.25 * (ce_loss(z, y, pl) + dice_loss(z, y, pl))
+    assert out.loss.item() == pytest.approx(want.item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx(mix_loss(z, y, gt, pl, u_weight=0.5).item(), rel=1e-6)
+
+
+def test_authors_g_probabilities_option_trains(tmp_path: Path) -> None:
+    m = _method(2, tmp_path, g_probs="authors", normalized_entropy=True)
+    m.begin_stage("stage2")
+    out = m.train_step(_fixed_batch(2), 1, 2)
+    assert torch.isfinite(out.loss) and 0.0 <= out.parts["pl_coverage"] <= 1.0
+
+
+@pytest.mark.parametrize("points", [1, 5])
+def test_3d_prompts_take_the_configured_number_of_points(tmp_path: Path, points: int,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from uncol.data.sampler import Batch
+
+    m = _method(3, tmp_path, prompt_points=points)
+    seen = []
+    real = m.teacher.decode
+    monkeypatch.setattr(m.teacher, "decode", lambda emb, prompts, *a: seen.extend(prompts) or real(emb, prompts, *a))
+    y = torch.zeros(2, 16, 32, 16, dtype=torch.long)
+    y[:, 4:12, 8:24, 4:12] = 1
+    y[:, 5:9, 10:14, 5:9] = 2
+    m.begin_stage("stage1")
+    m.train_step(Batch(labeled={"image": torch.randn(2, 1, 16, 32, 16), "label": y}), 0, 2)
+    assert seen and all(len(p.points[c].coords) == points for p in seen for c in p.points)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from uncol.pseudo.schedules import uapl_threshold
+from uncol.schedules import uapl_threshold
 from uncol.pseudo.uapl import fuse, largest_component
 from uncol.pseudo.uncertainty import entropy
 from uncol.registry import UnknownNameError
@@ -115,3 +115,19 @@ def test_largest_component() -> None:
     vol[0, 0, 0, 0] = 1
     vol[0, 2, 2, 1:3] = 1
     assert int(largest_component(vol, 2).sum()) == 2
+
+
+def test_authors_probs_softmax_of_one_minus_sum_and_foreground() -> None:
+    """softmax([1 - sum fg, fg]) (authors' code): a certain foreground pixel gets (1/(1+e), e/(1+e)),
+    a certain background pixel the reverse; an unprompted class counts as fg = 0."""
+    import math
+
+    from uncol.pseudo.uapl import authors_probs
+
+    fg = torch.tensor([[[[1.0, 0.0]]]])  # (B=1, K-1=1, 1, 2)
+    p = authors_probs(fg, torch.tensor([[True]]))
+    e = math.e
+    torch.testing.assert_close(p[0, :, 0, 0], torch.tensor([1 / (1 + e), e / (1 + e)]))
+    torch.testing.assert_close(p[0, :, 0, 1], torch.tensor([e / (1 + e), 1 / (1 + e)]))
+    q = authors_probs(fg, torch.tensor([[False]]))
+    torch.testing.assert_close(q[0, :, 0, 0], torch.tensor([e / (1 + e), 1 / (1 + e)]))

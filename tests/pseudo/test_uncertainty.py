@@ -8,7 +8,6 @@ import torch
 from uncol.pseudo.uncertainty import (
     energy_score,
     entropy,
-    entropy_from_logits,
     kl_divergence,
     max_probability,
     mc_mutual_information,
@@ -24,12 +23,6 @@ def test_entropy_known_values() -> None:
     torch.testing.assert_close(entropy(p, normalized=True), torch.tensor([[0.0, 1.0, math.log(2) / math.log(3)]]))
     assert entropy(p, keepdim=True).shape == (1, 1, 3)
     assert torch.isfinite(entropy(p)).all()
-
-
-def test_entropy_from_logits_matches_softmax() -> None:
-    z = torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(0)) * 3
-    torch.testing.assert_close(entropy_from_logits(z), entropy(torch.softmax(z, 1)))
-    torch.testing.assert_close(entropy_from_logits(z, normalized=True), entropy(torch.softmax(z, 1)) / math.log(4))
 
 
 def test_kl_max_prob_energy() -> None:

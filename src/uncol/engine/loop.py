@@ -38,7 +38,7 @@ from uncol.engine.io import atomic_write_json
 from uncol.engine.logger import ScalarLogger
 from uncol.engine.setup import RunContext, build_run
 from uncol.errors import CheckpointError
-from uncol.pseudo.schedules import poly_lr
+from uncol.schedules import poly_lr
 
 
 def make_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:

@@ -56,7 +56,7 @@ def uamt_consistency(
     """UA-MT masked consistency ``sum(m (p_stu - p_tea)^2) / (K sum(m) + 1e-16)``, ``m = [U < tau]``.
 
     ``student_logits``, ``teacher_probs`` ``(B, K, *S)``; ``uncertainty`` ``(B, *S)`` nats
-    (:func:`uamt_uncertainty`); ``tau`` from :func:`uncol.pseudo.schedules.uamt_threshold`.
+    (:func:`uamt_uncertainty`); ``tau`` from :func:`uncol.schedules.uamt_threshold`.
     Returns a scalar (0 when nothing is certain).
     """
     k = student_logits.shape[1]

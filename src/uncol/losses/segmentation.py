@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ce_loss", "dice_loss", "sup_loss"]
+__all__ = ["ce_loss", "dice_loss", "mix_loss", "sup_loss"]
 
 
 def _mask(mask: Tensor | None, target: Tensor, dtype: torch.dtype) -> Tensor | None:
@@ -73,6 +73,26 @@ def ce_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tenso
     return (ce * m).sum() / m.sum().clamp_min(1e-16)  # empty mask: 0 / 1e-16 = 0, no host sync
 
 
-def sup_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``0.5 * (CE + Dice)`` (SPEC §4), both restricted to ``mask``; shapes as :func:`dice_loss`."""
-    return 0.5 * (ce_loss(logits, target, mask) + dice_loss(logits, target, mask))
+def sup_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None,
+             parts: dict[str, float] | None = None) -> Tensor:
+    """``0.5 * (CE + Dice)`` (SPEC §4), both restricted to ``mask``; shapes as :func:`dice_loss`.
+
+    The supervised loss of every method. ``parts``: when given, receives ``ce`` and ``dice`` (floats, for logs).
+    """
+    ce, dice = ce_loss(logits, target, mask), dice_loss(logits, target, mask)
+    if parts is not None:
+        parts.update(ce=ce.item(), dice=dice.item())
+    return 0.5 * (ce + dice)
+
+
+def mix_loss(logits: Tensor, target: Tensor, labeled: Tensor, unlabeled: Tensor | None = None,
+             u_weight: float = 0.5, l_weight: float = 1.0) -> Tensor:
+    """BCP's ``mix_loss`` on a copy-paste mixed batch: ``l_weight sup(labeled) + u_weight sup(unlabeled)``
+    with ``sup`` = :func:`sup_loss` = ``0.5 (CE + Dice)`` restricted to each region.
+
+    ``labeled`` ``(B, *S)`` bool: where ``target`` is ground truth; ``unlabeled`` ``(B, *S)`` bool: where it
+    is a pseudo-label that may supervise (default ``~labeled``; UnCoL passes its confident region only).
+    BCP (code/utils/BCP_utils.py ``mix_loss``) and the UnCoL authors' ``masked_mix_loss``: ``u_weight = 0.5``.
+    """
+    unlabeled = ~labeled if unlabeled is None else unlabeled
+    return l_weight * sup_loss(logits, target, labeled) + u_weight * sup_loss(logits, target, unlabeled)

@@ -33,7 +33,7 @@ from torch import Tensor
 from uncol.data.mixing import bcp_mask, mix
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
-from uncol.losses.segmentation import ce_loss, dice_loss
+from uncol.losses.segmentation import mix_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOutput
 from uncol.methods.mean_teacher import stochastic
 from uncol.teachers.ema import EMA
@@ -48,19 +48,6 @@ class BCPParams:
     ema_momentum: float = 0.99  # paper and code
     largest_component: bool = False  # their code: always on; the paper: not mentioned
     teacher_train_mode: bool = False  # their code: True (teacher with dropout + batch statistics)
-
-
-def mix_loss(logits: Tensor, target: Tensor, labeled: Tensor, u_weight: float = 0.5,
-             l_weight: float = 1.0) -> Tensor:
-    """BCP's ``mix_loss``: ``0.5 [l_weight (CE + Dice)(labeled) + u_weight (CE + Dice)(~labeled)]``.
-
-    ``logits`` ``(B, K, *S)``; ``target`` ``(B, *S)`` int64; ``labeled`` ``(B, *S)`` bool, True where the
-    target is ground truth. CE and Dice are averaged over each region only (:mod:`uncol.losses.segmentation`).
-    """
-    unlabeled = ~labeled
-    part_l = ce_loss(logits, target, labeled) + dice_loss(logits, target, labeled)
-    part_u = ce_loss(logits, target, unlabeled) + dice_loss(logits, target, unlabeled)
-    return 0.5 * (l_weight * part_l + u_weight * part_u)
 
 
 def halves(x: Tensor) -> tuple[Tensor, Tensor]:

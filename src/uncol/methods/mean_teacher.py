@@ -32,9 +32,9 @@ from torch import Tensor, nn
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.losses.consistency import softmax_mse
-from uncol.losses.segmentation import ce_loss, dice_loss
+from uncol.losses.segmentation import sup_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOutput
-from uncol.pseudo.schedules import sigmoid_rampup
+from uncol.schedules import sigmoid_rampup
 from uncol.teachers.ema import EMA
 
 RAMPUP_FRACTION = 0.4  # default ramp length: 40 % of the stage (ours)
@@ -111,9 +111,7 @@ class MeanTeacher(Method):
         return zl, zu
 
     def supervised(self, zl: Tensor, yl: Tensor, parts: dict[str, float]) -> Tensor:
-        ce, dice = ce_loss(zl, yl), dice_loss(zl, yl)
-        parts.update(ce=ce.item(), dice=dice.item())
-        return 0.5 * (ce + dice)
+        return sup_loss(zl, yl, parts=parts)
 
     # -- the step --------------------------------------------------------------------------------------
     def train_step(self, batch: Batch, it: int, total: int) -> StepOutput:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uncol.data.sampler import Batch
-from uncol.losses.segmentation import ce_loss, dice_loss
+from uncol.losses.segmentation import sup_loss
 from uncol.methods.base import METHODS, Method, StepOutput
 
 
@@ -21,7 +21,6 @@ class Supervised(Method):
 
     def train_step(self, batch: Batch, it: int, total: int) -> StepOutput:
         x, y = batch.labeled["image"], batch.labeled["label"]
-        logits = self.student(x)
-        ce, dice = ce_loss(logits, y), dice_loss(logits, y)
-        loss = 0.5 * (ce + dice)
-        return StepOutput(loss, {"loss": loss.item(), "ce": ce.item(), "dice": dice.item()})
+        parts: dict[str, float] = {}
+        loss = sup_loss(self.student(x), y, parts=parts)
+        return StepOutput(loss, {"loss": loss.item(), **parts})

@@ -29,7 +29,7 @@ from uncol.errors import ConfigError
 from uncol.losses.consistency import uamt_consistency, uamt_uncertainty
 from uncol.methods.base import METHODS, MethodContext, StepOutput
 from uncol.methods.mean_teacher import MeanTeacher, MeanTeacherParams, input_noise, stochastic
-from uncol.pseudo.schedules import uamt_threshold
+from uncol.schedules import uamt_threshold
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from torch import Tensor
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.losses.consistency import urpc_consistency
-from uncol.losses.segmentation import ce_loss, dice_loss
+from uncol.losses.segmentation import sup_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOutput
 from uncol.methods.mean_teacher import RAMPUP_FRACTION
-from uncol.pseudo.schedules import sigmoid_rampup
+from uncol.schedules import sigmoid_rampup
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class URPC(Method):
         xl, yl, xu = batch.labeled["image"], batch.labeled["label"], batch.unlabeled["image"]
         pyramid: list[Tensor] = self.student.forward_pyramid(torch.cat([xl, xu]))
         split = [z.split([xl.shape[0], xu.shape[0]]) for z in pyramid]
-        l_sup = torch.stack([0.5 * (ce_loss(zl, yl) + dice_loss(zl, yl)) for zl, _ in split]).mean()
+        l_sup = torch.stack([sup_loss(zl, yl) for zl, _ in split]).mean()
         l_con = urpc_consistency([zu for _, zu in split])
         w = self.consistency_weight(it, total)
         loss = l_sup + w * l_con

@@ -15,7 +15,7 @@ probabilities into a hard pseudo-label and the region it may supervise:
 Departures of the authors' public code (``fuse_pseudo_label_with_mask_fast``), not followed here:
 it uses ``U <= tau`` and applies the weighted average everywhere (the single-teacher cases are
 computed but unused). ``normalize_entropy=True`` reproduces their entropy scale (``U / ln C``, with
-the threshold then in ``[0.75, 1]``, see :func:`uncol.pseudo.schedules.uapl_threshold`).
+the threshold then in ``[0.75, 1]``, see :func:`uncol.schedules.uapl_threshold`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from torch import Tensor
 from uncol.pseudo.uncertainty import entropy
 from uncol.registry import Registry
 
-__all__ = ["FUSION_MODES", "PseudoLabel", "fuse", "largest_component"]
+__all__ = ["FUSION_MODES", "PseudoLabel", "authors_probs", "fuse", "largest_component"]
 
 Threshold = float | Tensor
 
@@ -122,6 +122,25 @@ def fuse(
     """
     _check(p_s, "p_s")
     return FUSION_MODES.get(mode)(p_g, p_s, tau, normalize_entropy)
+
+
+def authors_probs(fg: Tensor, prompted: Tensor) -> Tensor:
+    """The generalized teacher's class probabilities as the authors' code forms them (SPEC §8):
+    ``softmax([1 - sum_c fg_c, fg_1, ..., fg_{K-1}])`` over the per-class sigmoid outputs.
+
+    A softmax of values in ``[-(K-2), 1]`` compresses G's confidence: a certain foreground pixel of a
+    binary task gets ``softmax([0, 1]) = (0.27, 0.73)``, entropy 0.58 nats (0.84 of ``ln 2``), so the UAPL
+    threshold filters G out early in stage 2. Classes without a prompt count as ``fg = 0``.
+
+    Args:
+        fg: ``(B, K-1, *S)`` per-class foreground probabilities in ``[0, 1]``.
+        prompted: ``(B, K-1)`` bool, which classes had a prompt.
+    Returns:
+        ``(B, K, *S)`` probabilities summing to 1 over ``K``.
+    """
+    mask = prompted.to(fg.dtype).reshape(*prompted.shape, *([1] * (fg.dim() - 2)))
+    fg = fg.clamp(0.0, 1.0) * mask
+    return torch.softmax(torch.cat([1.0 - fg.sum(1, keepdim=True), fg], dim=1), dim=1)
 
 
 def largest_component(label: Tensor, num_classes: int) -> Tensor:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
     "energy_score",
     "entropy",
-    "entropy_from_logits",
     "kl_divergence",
     "max_probability",
     "mc_mutual_information",
@@ -42,13 +40,6 @@ def entropy(p: Tensor, dim: int = 1, normalized: bool = False, keepdim: bool = F
     """
     u = -torch.xlogy(p, p).sum(dim=dim, keepdim=keepdim)
     return u / _norm(p.shape[dim]) if normalized else u
-
-
-def entropy_from_logits(logits: Tensor, dim: int = 1, normalized: bool = False, keepdim: bool = False) -> Tensor:
-    """Entropy of ``softmax(logits)`` computed stably with ``log_softmax``; shapes as :func:`entropy`."""
-    logp = F.log_softmax(logits, dim=dim)
-    u = -(logp.exp() * logp).sum(dim=dim, keepdim=keepdim)
-    return u / _norm(logits.shape[dim]) if normalized else u
 
 
 def kl_divergence(p: Tensor, q: Tensor, dim: int = 1, keepdim: bool = False, eps: float = 0.0) -> Tensor:

@@ -120,12 +120,14 @@ class TeacherEmbedding:
 class TeacherOutput:
     """``probs (B, K, *out_size)`` in [0, 1] summing to 1 over K; ``fused (B, N, embed_dim)``;
     ``fused_grid`` with ``prod == N``; ``prompted (B, K)`` bool, which classes had a prompt
-    (column 0, background, is always False)."""
+    (column 0, background, is always False); ``fg (B, K-1, *out_size)`` the per-class binary foreground
+    probabilities ``probs`` was combined from (0 where unprompted; None if the teacher has none)."""
 
     probs: Tensor
     fused: Tensor
     fused_grid: tuple[int, ...]
     prompted: Tensor
+    fg: Tensor | None = None
 
 
 class Teacher(nn.Module):
@@ -149,6 +151,25 @@ class Teacher(nn.Module):
         self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
     ) -> TeacherOutput:
         raise NotImplementedError
+
+    def encode_part(self, part: dict) -> TeacherEmbedding:
+        """The embedding of a collated batch part's images (``part["image"] (B, C, *S)``, as augmented).
+
+        :class:`~uncol.teachers.cache.CachedTeacher` serves it from the cache of the un-augmented images
+        instead, moved by the part's augmentation."""
+        return self.encode(part["image"])
+
+    def serve(self, datasets: list[Any]) -> None:
+        """Ask ``datasets`` for what :meth:`encode_part` needs (nothing for an online teacher)."""
+
+    def fill_from(self, datasets: list[Any], device: torch.device | str, progress: bool = True) -> None:
+        """Pre-compute what every later :meth:`encode_part` of ``datasets`` will read (nothing online)."""
+
+    def encode_mixed(self, part: dict, mixed: Tensor, mix_fn: Any) -> TeacherEmbedding:
+        """The embedding of ``mixed (B, C, *S)``, images mixed from ``part``'s images by ``mix_fn`` (a map
+        ``(B, C, *g) -> (B, C, *g)`` valid at every grid): an online teacher encodes ``mixed`` itself; a
+        cached one mixes its sources' cached features with ``mix_fn`` (ours, no encoder pass)."""
+        return self.encode(mixed)
 
     def fingerprint(self) -> str:
         """A string that changes whenever ``encode`` could change: name, checkpoint hash, preprocessing."""

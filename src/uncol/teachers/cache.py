@@ -28,6 +28,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,40 @@ class CachedTeacher(Teacher):
         self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
     ) -> TeacherOutput:
         return self.teacher.decode(emb, prompts, num_classes, out_size)
+
+    def encode_mixed(self, part: dict, mixed: Tensor, mix_fn: Any) -> TeacherEmbedding:
+        if "base_image" not in part:
+            return self.teacher.encode(mixed)
+        return self.encode_part(part).map(mix_fn)
+
+    def encode_part(self, part: dict) -> TeacherEmbedding:
+        """A batch part's embedding: the cached features of its un-augmented images (``base_image``)
+        moved by its augmentation (``aug_theta``, exact for flips, close for rotations; see the module
+        docstring). A part without them (random patches, never the same twice) is encoded online by
+        the wrapped teacher, without writing to the cache."""
+        if "base_image" not in part or "aug_theta" not in part:
+            return self.teacher.encode(part["image"])
+        emb = self.encode(part["base_image"])
+        theta = part["aug_theta"]
+        identity = torch.eye(theta.shape[1], theta.shape[2], device=theta.device)
+        return emb if torch.equal(theta, identity.expand_as(theta)) else warp_embedding(emb, theta)
+
+    def serve(self, datasets: list[Any]) -> None:
+        """Make ``datasets`` add ``base_image``/``aug_theta`` to their samples (whole/slices modes)."""
+        for ds in datasets:
+            ds.keep_base = True
+
+    def fill_from(self, datasets: list[Any], device: torch.device | str, progress: bool = True) -> None:
+        """Encode every un-augmented training image of ``datasets`` once (:meth:`fill`), so that every
+        later :meth:`encode_part` hits the cache; datasets serving random patches are skipped (warning)."""
+        for ds in datasets:
+            first = ds.get_seeded(0, 0) if len(ds) else {}
+            if "base_image" not in first:
+                log.warning("teacher cache: %s serves random patches; the teacher encodes them online",
+                            type(ds).__name__)
+                continue
+            self.fill((ds.get_seeded(i, 0)["base_image"].to(device) for i in range(len(ds))), total=len(ds),
+                      progress=progress)
 
     def fill(self, images: Iterable[Tensor], total: int | None = None, progress: bool = True) -> None:
         """Encode every image ``(C, *S)`` of ``images`` that is not cached yet, with a tqdm bar."""

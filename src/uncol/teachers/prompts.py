@@ -9,7 +9,7 @@ gives the tight box. ``outward=False`` moves each side inward or outward (±) in
 3D (or 2D) points: ``num_pos`` positive points sampled uniformly inside the class (inside its
 low-entropy part when an entropy map is given: entropy below ``entropy_threshold``, falling back to the
 class's lowest-entropy voxels when none is), and ``num_neg`` negative points sampled outside the class
-inside its bounding box grown by ``neg_margin`` voxels (anywhere outside when that is empty).
+inside its bounding box grown by ``NEG_MARGIN`` voxels (anywhere outside when that is empty).
 
 A class absent from the mask gets no prompt (and so background probability in the teacher's output).
 Every random draw comes from the ``torch.Generator`` passed in: same seed, same prompts.
@@ -26,6 +26,9 @@ from torch import Tensor
 from uncol.teachers.base import Box, ClassPrompts, PointPrompt
 
 MEDSAM_FRAME = 1024.0
+
+
+NEG_MARGIN = 5  # voxels around a class's bounding box where its negative points are drawn (ours)
 
 
 def _as_tensor(mask: Tensor | np.ndarray) -> Tensor:
@@ -84,7 +87,7 @@ def _sample(cand: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
 def points_from_mask(
     label: Tensor | np.ndarray, num_classes: int, num_pos: int = 1, num_neg: int = 0,
     generator: torch.Generator | None = None, entropy: Tensor | None = None,
-    entropy_threshold: float | None = None, neg_margin: int = 5,
+    entropy_threshold: float | None = None,
 ) -> ClassPrompts:
     """Positive/negative points per foreground class of a label map ``(*S)`` (2D or 3D).
 
@@ -107,8 +110,8 @@ def points_from_mask(
         outside = ~inside
         nz = torch.nonzero(inside)
         region = torch.zeros_like(inside)
-        lo = (nz.min(0).values - neg_margin).clamp_min(0)
-        hi = nz.max(0).values + neg_margin + 1
+        lo = (nz.min(0).values - NEG_MARGIN).clamp_min(0)
+        hi = nz.max(0).values + NEG_MARGIN + 1
         region[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))] = True
         near = outside & region
         neg = _sample(near if bool(near.any()) else outside, num_neg, generator)

@@ -163,7 +163,7 @@ class SamTeacher2D(Teacher):
                 prompted[i, c] = True
         probs = combine_class_probs(fg, prompted[:, 1:])
         grid = tuple(emb.embedding.shape[2:])
-        return TeacherOutput(probs, fused / count.view(-1, 1, 1), grid, prompted)
+        return TeacherOutput(probs, fused / count.view(-1, 1, 1), grid, prompted, fg)
 
     def _logits_to_image(self, logits: Tensor, size: tuple[int, ...], out_size: tuple[int, ...]) -> Tensor:
         """``(N, 1, h, w)`` low-res logits -> ``(N, 1, *out_size)``: up to the input, crop padding, resize."""

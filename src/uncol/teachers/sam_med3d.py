@@ -223,4 +223,4 @@ class SamMed3DTeacher(Teacher):
                 fg[i, c - 1] = torch.sigmoid(up)[0, 0]
                 prompted[i, c] = True
         probs = combine_class_probs(fg, prompted[:, 1:])
-        return TeacherOutput(probs, fused / count.view(-1, 1, 1), g, prompted)
+        return TeacherOutput(probs, fused / count.view(-1, 1, 1), g, prompted, fg)

@@ -110,4 +110,10 @@ class SliceWiseTeacher(Teacher):
         grid = (d, *fmap.shape[2:])
         fused = fmap.flatten(2).transpose(1, 2).reshape(b, -1, fmap.shape[1])
         prompted = torch.cat([o.prompted for o in outs]).reshape(b, d, num_classes).any(dim=1)
-        return TeacherOutput(probs, fused, grid, prompted)
+        fg = None
+        if all(o.fg is not None for o in outs):
+            fg = torch.cat([o.fg for o in outs])  # type: ignore[misc]
+            fg = fg.reshape(b, d, *fg.shape[1:]).transpose(1, 2)  # (B, K-1, D, H', W')
+            if fg.shape[2] != out_size[0]:
+                fg = F.interpolate(fg, size=tuple(out_size), mode="trilinear", align_corners=False)
+        return TeacherOutput(probs, fused, grid, prompted, fg)

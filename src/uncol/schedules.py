@@ -1,4 +1,5 @@
-"""Ramp-up, threshold and learning-rate schedules (pure functions of the iteration).
+"""Ramp-up, threshold and learning-rate schedules (pure functions of the iteration): the one module
+every method and the training loop take their schedules from (a leaf: imports nothing of uncol).
 
 ``t`` is the current iteration (0-based) and ``T`` the ramp length, both in iterations.
 """
@@ -8,10 +9,8 @@ import math
 
 __all__ = [
     "entropy_threshold",
-    "linear_rampup",
     "poly_lr",
     "sigmoid_rampup",
-    "threshold",
     "uamt_threshold",
     "uapl_threshold",
 ]
@@ -29,12 +28,6 @@ def sigmoid_rampup(t: float, T: float) -> float:
     phase = 1.0 - min(max(float(t), 0.0), float(T)) / float(T)
     return math.exp(-5.0 * phase * phase)
 
-
-def linear_rampup(t: float, T: float) -> float:
-    """``clip(t, 0, T) / T`` (0 at ``t = 0``, 1 from ``T`` on); ``T <= 0`` means 1 (as SSL4MIS)."""
-    if T <= 0:
-        return 1.0
-    return min(max(float(t), 0.0), float(T)) / float(T)
 
 
 def entropy_threshold(t: float, T: float, num_classes: int, normalized: bool = False) -> float:
@@ -57,9 +50,6 @@ def uamt_threshold(t: float, T: float, num_classes: int = 2) -> float:
     """UA-MT's threshold (Yu et al., MICCAI 2019): ``(0.75 + 0.25 r(t)) ln 2`` in their binary setting,
     generalised to ``ln C``; ``T`` is their ``max_iterations``."""
     return entropy_threshold(t, T, num_classes, normalized=False)
-
-
-threshold = uapl_threshold  # the name used in docs/ARCHITECTURE.md
 
 
 def poly_lr(base: float, it: float, max_it: float, power: float = 0.9) -> float:

@@ -5,11 +5,9 @@ import math
 
 import pytest
 
-from uncol.pseudo.schedules import (
-    linear_rampup,
+from uncol.schedules import (
     poly_lr,
     sigmoid_rampup,
-    threshold,
     uamt_threshold,
     uapl_threshold,
 )
@@ -24,11 +22,6 @@ def test_sigmoid_rampup() -> None:
     assert sigmoid_rampup(7, 0) == 1.0
 
 
-def test_linear_rampup() -> None:
-    assert [linear_rampup(t, 100) for t in (0, 50, 100, 200)] == [0.0, 0.5, 1.0, 1.0]
-    assert linear_rampup(3, 0) == 1.0
-
-
 @pytest.mark.parametrize("c", [2, 3, 5])
 def test_uapl_threshold(c: int) -> None:
     ln_c = math.log(c)
@@ -37,7 +30,6 @@ def test_uapl_threshold(c: int) -> None:
     assert uapl_threshold(1000, 1000, c) == pytest.approx(ln_c)
     assert uapl_threshold(1000, 1000, c, normalized=True) == pytest.approx(1.0)
     assert uapl_threshold(0, 1000, c, normalized=True) == pytest.approx(0.75 + 0.25 * math.exp(-5))
-    assert threshold(500, 1000, c) == uapl_threshold(500, 1000, c)
 
 
 def test_uamt_threshold_binary() -> None:
