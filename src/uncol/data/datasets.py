@@ -79,7 +79,7 @@ def _read_case(
                 f"{ref.label}: label value {top} is outside the classes 0..{spec.num_classes - 1} declared in "
                 f"{spec.root / 'dataset.json'}; fix the mask or add the class to 'labels'"
             )
-    return image, normalize(image.array, cfg), label
+    return image, normalize(image.array, cfg, source=ref.image), label
 
 
 def load_case(spec: DatasetSpec, case_id: str, cfg: DataConfig, with_label: bool = True) -> EvalCase:

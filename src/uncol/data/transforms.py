@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from uncol.config import AugmentConfig, DataConfig
+from uncol.errors import DataError
 
 # --------------------------------------------------------------------------------------------------
 # intensity
@@ -43,8 +44,16 @@ NORMALIZERS: dict[str, Callable[[np.ndarray, DataConfig], np.ndarray]] = {
 }
 
 
-def normalize(a: np.ndarray, cfg: DataConfig) -> np.ndarray:
-    """Normalise a whole image/volume by ``cfg.normalize`` (zscore | ct | none); float32."""
+def normalize(a: np.ndarray, cfg: DataConfig, source: object = "an image") -> np.ndarray:
+    """Normalise a whole image/volume by ``cfg.normalize`` (zscore | ct | none); float32.
+
+    A CT window on intensities already in [0, 1] (e.g. data written by ``uncol data prepare``, which
+    scales CT to [0, 1]) would squeeze the image into a sliver of the window: refused, naming ``source``.
+    """
+    if cfg.normalize == "ct" and a.size and float(a.min()) >= 0.0 and float(a.max()) <= 1.0:
+        lo, hi = cfg.ct_window
+        raise DataError(f"{source}: intensities are already in [0, 1] but data.normalize is ct (window {lo:g}..{hi:g} HU); "
+                        "set data.normalize: none for data prepared in [0, 1] (or zscore)")
     return NORMALIZERS[cfg.normalize](a, cfg)
 
 

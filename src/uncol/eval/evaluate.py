@@ -124,7 +124,7 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
     written = []
     for path in tqdm(inputs, desc="predict", dynamic_ncols=True):
         vol = read_image(path, png_spacing=cfg.data.png_spacing)
-        img = torch.from_numpy(normalize(np.asarray(vol.array, dtype=np.float32), cfg.data)).unsqueeze(0)
+        img = torch.from_numpy(normalize(np.asarray(vol.array, dtype=np.float32), cfg.data, source=path)).unsqueeze(0)
         probs = predict_probs(model, img, cfg, dev)
         name = Path(path).name
         stem, ext = _split_ext(name)
