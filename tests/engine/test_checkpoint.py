@@ -19,9 +19,9 @@ from uncol.engine.checkpoint import (
     safe_load,
     save_checkpoint,
 )
-from uncol.engine.io import atomic_torch_save, atomic_write_text
 from uncol.errors import CheckpointError
 from uncol.models import build_model
+from uncol.runtime import atomic_torch_save, atomic_write_text
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "uncol" / "assets" / "demo" / "hc18"
 SMALL = {"feature_chns": [2, 4, 4, 8, 8]}
@@ -119,7 +119,7 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path: Path) -
         p.write_bytes(b"half a checkp")
         raise KeyboardInterrupt
 
-    from uncol.engine.io import atomic_write
+    from uncol.runtime import atomic_write
 
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, boom)

@@ -17,8 +17,8 @@ cell is finished its ``last.pt`` (the resume state, the largest file) is deleted
 
 Evaluation: prompt-free students with :func:`uncol.eval.evaluate.evaluate_checkpoint`; methods whose
 class sets ``prompted_eval`` (the fine-tuning baselines) with
-:func:`uncol.methods.finetune.evaluate_prompted` (ground-truth boxes); ``kind: zero_shot`` rows with
-:func:`uncol.teachers.zero_shot.zero_shot` on the cell's test split.
+:func:`uncol.eval.prompted.evaluate_prompted` (ground-truth boxes); ``kind: zero_shot`` rows with
+:func:`uncol.eval.prompted.zero_shot` on the cell's test split.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
-from uncol.engine.io import atomic_write_json, atomic_write_text
 from uncol.errors import ConfigError
+from uncol.runtime import atomic_write_json, atomic_write_text
 
 
 def cell_dir(out: Path, cell: Cell) -> Path:
@@ -79,7 +79,7 @@ def environment() -> dict[str, Any]:
 def _train_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any], dict[str, float]]:
     from uncol.engine.loop import train
     from uncol.eval.evaluate import evaluate_checkpoint
-    from uncol.methods.finetune import evaluate_prompted, is_prompted
+    from uncol.eval.prompted import evaluate_prompted, is_prompted
 
     cfg = cell.cfg
     t0 = time.time()
@@ -100,10 +100,10 @@ def _zero_shot_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any]
     from dataclasses import replace
 
     from uncol.data import DatasetSpec, make_split
-    from uncol.engine.setup import prepare_out_dir, resolve_device
+    from uncol.eval.prompted import zero_shot
     from uncol.methods.finetune import PromptedModel
-    from uncol.teachers import build_teacher
-    from uncol.teachers.zero_shot import zero_shot
+    from uncol.runtime import prepare_out_dir, resolve_device
+    from uncol.teachers import build_teacher  # looked up at call time (tests replace it)
 
     cfg = cell.cfg
     m = cell.method

@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from uncol.config import load_config
-    from uncol.engine.io import atomic_write_json
     from uncol.eval.efficiency import profile_student
+    from uncol.runtime import atomic_write_json
 
     cfg = load_config(a.config, a.set)
     res = profile_student(cfg, size=tuple(a.size) if a.size else None)

@@ -21,8 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from uncol.eval.metrics import format_table
-    from uncol.teachers.zero_shot import zero_shot_command
+    from uncol.eval.prompted import zero_shot_dataset
 
-    res = zero_shot_command(a)
+    res = zero_shot_dataset(a.teacher, a.data, a.out, checkpoint=a.checkpoint, split=a.split, split_file=a.split_file,
+                            jitter_px=a.jitter, seed=a.seed, limit=a.limit)
     print(format_table({f"{a.teacher} zero-shot": res}))
     return 0

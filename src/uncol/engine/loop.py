@@ -34,11 +34,11 @@ from uncol.engine.checkpoint import (
     set_rng_state,
 )
 from uncol.engine.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
-from uncol.engine.io import atomic_write_json
 from uncol.engine.logger import ScalarLogger
 from uncol.engine.setup import RunContext, build_run
 from uncol.errors import CheckpointError
 from uncol.pseudo.schedules import poly_lr
+from uncol.runtime import atomic_write_json
 
 
 def make_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:

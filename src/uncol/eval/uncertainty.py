@@ -185,10 +185,9 @@ def uncertainty_checkpoint(checkpoint: str | Path, data: str | Path, out: str | 
                            max_voxels: int = 2_000_000, seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
     """``uncol uncertainty``: analyse a checkpoint on a split; writes ``OUT/uncertainty.json``,
     ``OUT/reliability.png`` and ``OUT/risk_coverage.png``. Split resolution as ``uncol evaluate``."""
-    from uncol.engine.io import atomic_write_json
-    from uncol.engine.setup import prepare_out_dir
     from uncol.eval.evaluate import checkpoint_and_cases
     from uncol.eval.plots import plot_reliability, plot_risk_coverage
+    from uncol.runtime import atomic_write_json, prepare_out_dir
 
     model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
     outp = Path(out)

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-from uncol.data.prepare import PREPARERS
+
 from uncol.data.prepare.common import (
+    PREPARERS,
     as_label,
-    extract_tar,
     load_nifti,
     require_count,
     resize,
@@ -38,7 +38,8 @@ from uncol.data.prepare.common import (
     write_info,
     write_split_files,
 )
-from uncol.data.prepare.common import download as fetch
+from uncol.data.prepare.download import download as fetch
+from uncol.data.prepare.download import extract_tar
 from uncol.errors import DataError
 
 URL = "https://surfer.nmr.mgh.harvard.edu/ftp/data/neurite/data/neurite-oasis.2d.v1.0.tar"
