@@ -24,7 +24,7 @@ from uncol.eval.prompted import zero_shot
 from uncol.methods import METHODS, MethodContext
 from uncol.models import build_model
 from uncol.runtime import cache_root, check_out_dir, prepare_out_dir, remove_stale_temp_files, resolve_device
-from uncol.teachers import build_teacher
+from uncol.teachers import TEACHERS, build_teacher
 
 
 def default_teacher_cache() -> Path:
@@ -32,6 +32,40 @@ def default_teacher_cache() -> Path:
     ``<cache root>/teachers`` (``$XDG_CACHE_HOME/uncol/teachers``, else ``~/.cache/uncol/teachers``),
     shared by all runs and methods."""
     return cache_root() / "teachers"
+
+
+def model_stride(model: torch.nn.Module) -> int:
+    """The factor every input size must be divisible by: the network's total down-sampling
+    (``reduction``, 16 for U-Net and V-Net; the UnCoL student's is its backbone's, which its ViT patch equals)."""
+    for m in (model, getattr(model, "backbone", None)):
+        if isinstance(getattr(m, "reduction", None), int):
+            return m.reduction
+    return 1
+
+
+def check_config(cfg: Config) -> None:
+    """Every check of a config that needs the registries, before anything is read or written.
+
+    Names (method, model, teacher) exist; ``method.params``, ``teacher.params`` and ``model.params`` are
+    valid for their component (the model is built on the ``meta`` device: no memory, no time); a method
+    that needs a teacher has one; ``data.size`` is divisible by the model's stride; ``train.device``
+    exists. Each failure is one :class:`ConfigError` line naming the key.
+    """
+    method_cls = METHODS.get(cfg.method.name)
+    from_dict(method_cls.Params, cfg.method.params, prefix="method.params")
+    if cfg.teacher.name != "none":
+        from_dict(TEACHERS.get(cfg.teacher.name).Params, cfg.teacher.params, prefix="teacher.params")
+    elif method_cls.needs_teacher:
+        raise ConfigError(f"method {cfg.method.name!r} needs a teacher: set teacher.name (e.g. litemedsam)")
+    if method_cls.uses_model_config:
+        with torch.device("meta"):
+            model = build_model(cfg.model, cfg.data.spatial_dims, max(cfg.model.num_classes, 2))
+        stride = model_stride(model)
+        if any(s % stride for s in cfg.data.size):
+            fix = [max(stride, round(s / stride) * stride) for s in cfg.data.size]
+            raise ConfigError(f"config key 'data.size' is {list(cfg.data.size)} but model {cfg.model.name!r} needs "
+                              f"sizes divisible by {stride}; use e.g. data.size={fix}")
+    resolve_device(cfg.train.device)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -181,6 +215,7 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
     teacher, every training and validation case) runs before the first file is written, so a
     failing run leaves no run folder (or, with ``--resume``, an unchanged one).
     """
+    check_config(cfg)
     check_out_dir(out)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

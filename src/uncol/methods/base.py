@@ -49,10 +49,12 @@ class MethodContext:
 
 
 class Method(nn.Module):
-    """Base class. Subclasses set ``Params`` (a dataclass validated from ``method.params``)."""
+    """Base class. Subclasses set ``Params`` (a dataclass validated from ``method.params`` when the config is
+    checked, ``uncol.engine.setup.check_config``)."""
 
     Params: type = object
     needs_teacher: bool = False
+    uses_model_config: bool = True  # False: the trained network is not ``config.model`` (fine-tuned SAM)
 
     def __init__(self, ctx: MethodContext, params: Any) -> None:
         super().__init__()

@@ -119,6 +119,7 @@ class FinetuneSAM(Method):
 
     Params = FinetuneParams
     needs_teacher = True
+    uses_model_config = False  # the network trained is a copy of the teacher
     prompted_eval = True  # score with evaluate_prompted, not the prompt-free evaluate_checkpoint
     encoder_frozen = False  # True: training encodes through the frozen (cached) teacher
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,14 +53,14 @@ WHERE = ("https://github.com/uni-medical/SAM-Med3D (README 'Checkpoint': sam_med
          "blueyo0/SAM-Med3D or Google Drive; the original sam_med3d.pth likewise), or run "
          "`uncol weights fetch sam_med3d_turbo`")
 WHAT = "SAM-Med3D vit_b_ori (sam_med3d_turbo.pth / sam_med3d.pth)"
-INTENSITY = ("above_min", "positive", "all")
 
 
 @dataclass(frozen=True)
 class SamMed3DParams:
     blocks: tuple[int, ...] = (4, 8, 12)  # 1-indexed ViT blocks of the layer map (paper: 1→4, 2→8, 3→12)
-    intensity: str = "above_min"  # z-score mask: above_min (ours) | positive (official on raw data) | all
-    mask_input: str = "zeros"  # zeros (official first click) | none (no_mask_embed)
+    # z-score mask: above_min (ours) | positive (official on raw data) | all
+    intensity: Literal["above_min", "positive", "all"] = "above_min"
+    mask_input: Literal["zeros", "none"] = "zeros"  # official: zeros (the first click); none: no_mask_embed
 
 
 def read_sam_med3d_state(path: str | Path | None) -> dict[str, Tensor]:
@@ -84,11 +85,6 @@ class SamMed3DTeacher(Teacher):
         if any(not 1 <= b <= arch.depth for b in params.blocks):
             raise ConfigError(f"config key 'teacher.params.blocks' must be 1-indexed ViT blocks 1..{arch.depth}, "
                               f"got {list(params.blocks)}")
-        if params.intensity not in INTENSITY:
-            raise ConfigError(f"config key 'teacher.params.intensity' must be one of {list(INTENSITY)}, "
-                              f"got {params.intensity!r}")
-        if params.mask_input not in ("zeros", "none"):
-            raise ConfigError(f"config key 'teacher.params.mask_input' must be 'zeros' or 'none', got {params.mask_input!r}")
         state = read_sam_med3d_state(checkpoint)  # fails first, before building 100 M parameters
         sam = Sam3D(arch)
         self.image_encoder, self.prompt_encoder, self.mask_decoder = sam.image_encoder, sam.prompt_encoder, sam.mask_decoder
