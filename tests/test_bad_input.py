@@ -315,7 +315,8 @@ CASES: list[Case] = [
     missing_data_root, zero_labelled, split_file_unknown_case, unknown_method, unknown_method_param,
     unknown_teacher, unknown_model, negative_iterations, wrong_config_type, unknown_config_key, bad_override,
     yaml_syntax, missing_config, out_is_a_file, out_not_writable, bad_nproc, missing_checkpoint,
-    corrupt_checkpoint, truncated_checkpoint, not_an_uncol_checkpoint, pickled_code_checkpoint, masks_shape_mismatch, masks_unpaired,
+    corrupt_checkpoint, truncated_checkpoint, not_an_uncol_checkpoint, pickled_code_checkpoint, masks_shape_mismatch,
+    masks_unpaired,
     import_unpaired, predict_missing_input, size_not_divisible_by_stride, student_size_not_divisible,
     unknown_choice, bad_device, unknown_teacher_param, bad_model_param,
 ]

@@ -167,10 +167,12 @@ def _refusal_reason(text: str) -> str:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not an uncol checkpoint (no format_version); use a file written by `uncol train`")
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an uncol checkpoint (no format_version); "
+                              "use a file written by `uncol train`")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has format {ckpt['format_version']}, newer than this uncol ({FORMAT_VERSION}); upgrade uncol"
+            f"checkpoint {str(path)!r} has format {ckpt['format_version']}, newer than this uncol ({FORMAT_VERSION}); "
+            "upgrade uncol"
         )
     return ckpt
 

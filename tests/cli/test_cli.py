@@ -47,6 +47,7 @@ def test_unknown_name_is_one_line_and_exit_2(capsys: pytest.CaptureFixture) -> N
 
 
 def test_python_dash_m_uncol_lists_the_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "uncol", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "uncol", "--help"], check=False, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0
     assert "zero-shot" in out.stdout and "weights" in out.stdout

@@ -9,7 +9,9 @@ optimiser step → method.after_step) → :meth:`~Trainer.log` / :meth:`~Trainer
 Checkpoint selection: each stage keeps its own best validation checkpoint. The last stage run writes
 ``best.pt`` (the reported model: never an earlier stage's), each earlier stage ``best_<stage>.pt``;
 when the last stage does not validate, ``best.pt`` is its final model. ``summary.json`` says which
-stage ``best`` came from and lists every stage's best. Resume restores everything (weights, EMA, optimiser, loss scaler, RNGs including the
+stage ``best`` came from and lists every stage's best.
+
+Resume restores everything (weights, EMA, optimiser, loss scaler, RNGs including the
 method's own ``torch.Generator`` attributes, sampler position, stage, iteration) from ``last.pt``.
 
 Distributed (``torchrun``): every rank builds the same method from the same seed, DDP averages the

@@ -234,7 +234,8 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
     method = build_method(cfg, spec.num_classes, cfg.data.spatial_dims, device)
     names = [s.name for s in method.stages()]
     if stages is not None and not set(stages) & set(names):
-        raise ConfigError(f"--stage {', '.join(stages)}: method {cfg.method.name!r} has stages {', '.join(names)}; pick one of those")
+        raise ConfigError(f"--stage {', '.join(stages)}: method {cfg.method.name!r} has stages {', '.join(names)}; "
+                          "pick one of those")
     labeled_ds = SegmentationDataset(spec, split.labeled, cfg.data, train=True, labeled=True)
     unlabeled_ds = (SegmentationDataset(spec, split.unlabeled, cfg.data, train=True, labeled=False)
                     if split.unlabeled else None)

@@ -14,7 +14,8 @@ voxels into the measures of :mod:`uncol.eval.calibration`:
   AURC, next to the AURC of a perfect score (``optimal_aurc``) and of a random one (the error rate).
 
 Voxel subsampling: each case keeps at most ``max_voxels // n_cases`` voxels (all of a smaller case),
-drawn without replacement by a generator seeded with ``seed + case index`` (deterministic). Logits for the energy score come from the same
+drawn without replacement by a generator seeded with ``seed + case index`` (deterministic).
+Logits for the energy score come from the same
 ``predict_probs`` through an extra constant-zero output channel: ``log p_k - log p_zero = logit_k``
 exactly (resizing and sliding-window blending are linear, so the zero channel stays zero), up to
 float32 rounding for logits within about ±80.
