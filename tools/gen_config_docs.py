@@ -116,8 +116,8 @@ def model_params(builder: object) -> type | None:
 
 
 def render() -> str:
-    import uncol.methods  # noqa: F401  (fill the registries)
-    import uncol.models  # noqa: F401
+    import uncol.methods
+    import uncol.models
     import uncol.teachers  # noqa: F401
     from uncol.config import Config
     from uncol.methods import METHODS
