@@ -26,7 +26,7 @@ def test_config_validates(path: Path) -> None:
     [("oasis2d.yaml", 3.53e6, 3.60e9), ("imagetbad3d.yaml", 13.94e6, 144.45e9)],
 )
 def test_paper_students_within_ten_percent(name: str, params: float, macs: float) -> None:
-    from uncol.eval.efficiency import profile_student
+    from uncol.eval.profile import profile_student
 
     res = profile_student(load_config(ROOT / "configs" / "paper" / name))["student"]
     assert abs(res["params"] / params - 1) <= 0.10

@@ -172,6 +172,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
         return dict(value)
+    return _coerce_scalar(value, tp, key)
+
+
+def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
+    """Check a value against ``bool``, ``int``, ``float``, ``str`` or another class (ints pass as floats)."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")

@@ -181,6 +181,19 @@ def _iterations(cell: Cell) -> str:
     return "+".join(map(str, stages)) if stages else str(cfg.train.iterations)
 
 
+def _select_cells(bench: Any, root: Path, cache: Path, only: list[str] | None, cell_globs: list[str] | None,
+                  bench_file: str | Path) -> tuple[list[Cell], list[Cell]]:
+    """(every cell of the bench, the cells to run: ``only`` these methods, matching ``cell_globs``)."""
+    all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
+    cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
+    if cell_globs:
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.key, g) for g in cell_globs)]
+        if not cells:
+            raise ConfigError(f"--cell {' '.join(cell_globs)} matches no cell of {str(bench_file)!r}; "
+                              "see the cell names with --dry-run")
+    return all_cells, cells
+
+
 def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = None, dry_run: bool = False,
               tables_dir: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] = print, cell_globs: list[str] | None = None) -> dict[str, Any]:
@@ -197,14 +210,7 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
 
     bench, root = load_bench(bench_file)
     outp = Path(out)
-    cache = outp / "teacher_cache"
-    all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
-    cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
-    if cell_globs:
-        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.key, g) for g in cell_globs)]
-        if not cells:
-            raise ConfigError(f"--cell {' '.join(cell_globs)} matches no cell of {str(bench_file)!r}; "
-                              "see the cell names with --dry-run")
+    all_cells, cells = _select_cells(bench, root, outp / "teacher_cache", only, cell_globs, bench_file)
     if dry_run:
         log(describe(cells, outp))
         return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "failed": [],

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from uncol.config import load_config
-    from uncol.eval.efficiency import profile_student
+    from uncol.eval.profile import profile_student
     from uncol.runtime import atomic_write_json
 
     cfg = load_config(a.config, a.set)
