@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uncol.cli.options import add_command_group
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("data", help="dataset helpers")
-    dsub = d.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND", help="one of:")
+    dsub = add_command_group(sub, "data", "dataset helpers")
     imp = dsub.add_parser("import-folder", help="write dataset.json for an images folder and a labels folder")
     imp.add_argument("images", help="folder of images")
     imp.add_argument("labels", help="folder of label masks (matched to images by file stem)")

@@ -4,15 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uncol.cli.options import add_checkpoint_on_split, add_device
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="score a checkpoint on a held-out split")
-    e.add_argument("--checkpoint", required=True, help="best.pt / final.pt written by uncol train")
-    e.add_argument("--data", required=True, help="dataset folder with dataset.json")
-    e.add_argument("--split", default="test", help="train/val/test/labeled/unlabeled/all")
-    e.add_argument("--split-file", default=None, help="split JSON (default: split.json beside the checkpoint)")
+    add_checkpoint_on_split(e)
     e.add_argument("--out", required=True, help="folder for metrics.json (and predictions/)")
-    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device(e)
     e.add_argument("--save-predictions", action="store_true", help="also write each predicted mask to OUT/predictions")
     e.set_defaults(func=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uncol.cli.options import add_device
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser("predict", help="segment image files (prompt-free student)")
@@ -12,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--output", required=True, help="output folder")
     pr.add_argument("--uncertainty", action="store_true", help="also write the entropy map next to each mask")
     pr.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
-    pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device(pr)
     pr.set_defaults(func=run)
 
 

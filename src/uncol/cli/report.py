@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from uncol.cli.options import add_device
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="an HTML report (and PNG figures) of a run folder or a bench folder")
@@ -11,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", default=None, help="dataset folder (default: the run's data.root)")
     r.add_argument("--split", default="test", help="split evaluated when the run has no metrics.json")
     r.add_argument("--no-overlays", action="store_true", help="no model inference: tables and curves only")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device(r)
     r.set_defaults(func=run)
 
 

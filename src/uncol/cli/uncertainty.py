@@ -4,19 +4,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from uncol.cli.options import add_checkpoint_on_split, add_device
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("uncertainty", help="uncertainty quality and calibration of a checkpoint on a split")
-    u.add_argument("--checkpoint", required=True, help="best.pt / final.pt written by uncol train")
-    u.add_argument("--data", required=True, help="dataset folder with dataset.json")
-    u.add_argument("--split", default="test", help="train/val/test/labeled/unlabeled/all")
-    u.add_argument("--split-file", default=None, help="split JSON (default: split.json beside the checkpoint)")
+    add_checkpoint_on_split(u)
     u.add_argument("--out", required=True, help="folder for uncertainty.json, reliability.png, risk_coverage.png")
     u.add_argument("--mc-passes", type=int, default=10, help="MC-dropout passes (< 2: no MC-dropout scores)")
     u.add_argument("--max-voxels", type=int, default=2_000_000, help="voxels analysed at most (seeded subsample)")
     u.add_argument("--bins", type=int, default=15, help="reliability-diagram bins")
     u.add_argument("--seed", type=int, default=0, help="seed of the voxel subsample and MC-dropout")
-    u.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device(u)
     u.set_defaults(func=run)
 
 

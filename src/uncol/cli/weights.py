@@ -5,10 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from uncol.cli.options import add_command_group
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    w = sub.add_parser("weights", help="official foundation-model checkpoints: list them, download one")
-    wsub = w.add_subparsers(dest="weights_command", required=True, metavar="WEIGHTS_COMMAND", help="one of:")
+    wsub = add_command_group(sub, "weights", "official foundation-model checkpoints: list them, download one")
     wl = wsub.add_parser("list", help="the checkpoints uncol can download, and which are already here")
     wl.set_defaults(func=run_list)
     f = wsub.add_parser("fetch", help="download a checkpoint (checked) into the weights folder")
