@@ -43,13 +43,14 @@ def model_stride(model: torch.nn.Module) -> int:
     return 1
 
 
-def check_config(cfg: Config) -> None:
+def check_config(cfg: Config, check_device: bool = True) -> None:
     """Every check of a config that needs the registries, before anything is read or written.
 
     Names (method, model, teacher) exist; ``method.params``, ``teacher.params`` and ``model.params`` are
     valid for their component (the model is built on the ``meta`` device: no memory, no time); a method
     that needs a teacher has one; ``data.size`` is divisible by the model's stride; ``train.device``
-    exists. Each failure is one :class:`ConfigError` line naming the key.
+    exists on this machine (unless ``check_device`` is False: a config checked here, run elsewhere).
+    Each failure is one :class:`ConfigError` line naming the key.
     """
     method_cls = METHODS.get(cfg.method.name)
     from_dict(method_cls.Params, cfg.method.params, prefix="method.params")
@@ -65,7 +66,8 @@ def check_config(cfg: Config) -> None:
             fix = [max(stride, round(s / stride) * stride) for s in cfg.data.size]
             raise ConfigError(f"config key 'data.size' is {list(cfg.data.size)} but model {cfg.model.name!r} needs "
                               f"sizes divisible by {stride}; use e.g. data.size={fix}")
-    resolve_device(cfg.train.device)
+    if check_device:
+        resolve_device(cfg.train.device)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
