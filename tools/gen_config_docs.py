@@ -146,6 +146,8 @@ def render() -> str:
     ):
         lines += [f"## `{title}` (by `{prefix.split('.')[0]}.name`)", ""]
         for name in registry.names():
+            if not getattr(registry.get(name), "__module__", "").startswith("uncol."):
+                continue  # registered by a test or a user's program, not the package
             cls = params_of(registry.get(name))
             if cls is None or not dataclasses.is_dataclass(cls) or not dataclasses.fields(cls):
                 lines += [f"### `{name}`", "", "No parameters.", ""]
