@@ -1,5 +1,7 @@
 """BatchNorm-statistics check of a trained UnCoL run: validation Dice in eval mode, with batch statistics,
-and after recomputing BN statistics prompt-free on the training images. Usage: python benchmarks/bn_recalibration_check.py RUN_DIR"""
+and after recomputing BN statistics prompt-free on the training images.
+
+Usage: python benchmarks/bn_recalibration_check.py RUN_DIR"""
 import json
 import sys
 from pathlib import Path
@@ -20,7 +22,9 @@ def dice(p): return (2*((p==1)&(y==1)).sum()/((p==1).sum()+(y==1).sum()+1e-9)).i
 with torch.no_grad():
     model.eval(); pe = model(x).argmax(1)
     model.train(); pt = model(x).argmax(1)
-print("eval-mode dice", round(dice(pe),3), "fg", (pe==1).float().mean().item(), "| train-mode (batch stats) dice", round(dice(pt),3), "fg", (pt==1).float().mean().item(), "| gt fg", (y==1).float().mean().item())
+print("eval-mode dice", round(dice(pe), 3), "fg", (pe == 1).float().mean().item(),
+      "| train-mode (batch stats) dice", round(dice(pt), 3), "fg", (pt == 1).float().mean().item(),
+      "| gt fg", (y == 1).float().mean().item())
 from torch import nn
 
 tr = SegmentationDataset(spec, split["labeled"] + split["unlabeled"], cfg.data, train=False, labeled=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from uncol.eval.efficiency import default_profile_entries, latency_ratios, profile_table
+from uncol.eval.profile import default_profile_entries, latency_ratios, profile_table
 
 SLOW = ("MedSAM ViT-B (teacher) 1024²", "SAM-Med3D (teacher) 128³", "V-Net (MT/UA-MT/BCP group) 128³",
         "UnCoL student 128³")

@@ -87,7 +87,8 @@ def main() -> None:
         if args.latency:
             r = profile_model(model, shape, args.device, warmup=1, runs=3)
             print(
-                f"    latency {r['latency_ms']:.1f} ms, peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB ({r['memory_method']}) on {r['device']}"
+                f"    latency {r['latency_ms']:.1f} ms, peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB "
+                f"({r['memory_method']}) on {r['device']}"
             )
 
 

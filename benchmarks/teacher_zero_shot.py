@@ -20,8 +20,8 @@ import torch
 
 from uncol.config import DataConfig, TeacherConfig
 from uncol.data import DatasetSpec, import_folder
+from uncol.eval.prompted import zero_shot
 from uncol.teachers import build_teacher
-from uncol.teachers.zero_shot import zero_shot
 
 SHARED = Path(os.environ.get("UNCOL_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 

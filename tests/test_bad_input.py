@@ -183,6 +183,30 @@ def wrong_config_type(tmp, data):
     return _train(tmp, data, train={"lr": "fast"}), "train.lr"
 
 
+def size_not_divisible_by_stride(tmp, data):
+    return _train(tmp, data, data={"size": [30, 32]}), "divisible by 16"
+
+
+def student_size_not_divisible(tmp, data):
+    return _train(tmp, data, data={"size": [24, 24]}, model={"name": "uncol_student", "params": {}}), "data.size"
+
+
+def unknown_choice(tmp, data):
+    return _train(tmp, data, data={"mode": "tiles"}), "expected one of 'whole', 'patch', 'slices', got 'tiles'"
+
+
+def bad_device(tmp, data):
+    return _train(tmp, data, train={"device": "gpu"}), "train.device"
+
+
+def unknown_teacher_param(tmp, data):
+    return _train(tmp, data, teacher={"name": "litemedsam", "params": {"stagez": [1]}}), "teacher.params.stagez"
+
+
+def bad_model_param(tmp, data):
+    return _train(tmp, data, model={"name": "unet", "params": {"feature_chnz": [2]}}), "model.params.feature_chnz"
+
+
 def unknown_config_key(tmp, data):
     return _train(tmp, data, train={"iterationz": 3}), "train.iterationz"
 
@@ -291,8 +315,10 @@ CASES: list[Case] = [
     missing_data_root, zero_labelled, split_file_unknown_case, unknown_method, unknown_method_param,
     unknown_teacher, unknown_model, negative_iterations, wrong_config_type, unknown_config_key, bad_override,
     yaml_syntax, missing_config, out_is_a_file, out_not_writable, bad_nproc, missing_checkpoint,
-    corrupt_checkpoint, truncated_checkpoint, not_an_uncol_checkpoint, pickled_code_checkpoint, masks_shape_mismatch, masks_unpaired,
-    import_unpaired, predict_missing_input,
+    corrupt_checkpoint, truncated_checkpoint, not_an_uncol_checkpoint, pickled_code_checkpoint, masks_shape_mismatch,
+    masks_unpaired,
+    import_unpaired, predict_missing_input, size_not_divisible_by_stride, student_size_not_divisible,
+    unknown_choice, bad_device, unknown_teacher_param, bad_model_param,
 ]
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from uncol.config import load_config
+from uncol.config import Config, from_dict, load_config, to_dict
+from uncol.engine.setup import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml")) + sorted((ROOT / "benchmarks" / "configs").glob("*.yaml"))
@@ -13,8 +14,10 @@ CONFIGS = sorted((ROOT / "configs").rglob("*.yaml")) + sorted((ROOT / "benchmark
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_config_validates(path: Path) -> None:
+    """Types, component params, stride and teacher checks pass; the saved form reloads to the same config."""
     cfg = load_config(path)
-    assert cfg.data.spatial_dims in (2, 3)
+    check_config(cfg, check_device=False)  # a GPU config checked on this machine
+    assert from_dict(Config, to_dict(cfg)) == cfg
 
 
 @pytest.mark.parametrize(
@@ -22,7 +25,7 @@ def test_config_validates(path: Path) -> None:
     [("oasis2d.yaml", 3.53e6, 3.60e9), ("imagetbad3d.yaml", 13.94e6, 144.45e9)],
 )
 def test_paper_students_within_ten_percent(name: str, params: float, macs: float) -> None:
-    from uncol.eval.efficiency import profile_student
+    from uncol.eval.profile import profile_student
 
     res = profile_student(load_config(ROOT / "configs" / "paper" / name))["student"]
     assert abs(res["params"] / params - 1) <= 0.10

@@ -28,7 +28,8 @@ def hc18() -> None:
     shutil.rmtree(out, ignore_errors=True)
     (out / "imagesTr").mkdir(parents=True)
     (out / "labelsTr").mkdir(parents=True)
-    rows = list(csv.DictReader(open(src / "cases.csv")))
+    with open(src / "cases.csv") as f:
+        rows = list(csv.DictReader(f))
     first = {}
     for r in sorted(rows, key=lambda r: (int(r["subject_id"]), int(r["frame"]))):
         first.setdefault(int(r["subject_id"]), r)
@@ -49,7 +50,9 @@ def hc18() -> None:
             img_nii.header.set_zooms((sp, sp))
             nib.save(img_nii, out / folder / f"{cid}.nii.gz")
         training.append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
-    meta = {"name": "HC18-demo", "description": "60 HC18 fetal head ultrasound images (first frame of subjects 000-0xx), downsampled 2.5x, pixel size in the NIfTI header",
+    meta = {"name": "HC18-demo",
+            "description": "60 HC18 fetal head ultrasound images (first frame of subjects 000-0xx), downsampled 2.5x, "
+                           "pixel size in the NIfTI header",
             "reference": "van den Heuvel et al., PLoS ONE 13(8): e0200412 (2018); doi:10.5281/zenodo.1327317",
             "licence": "CC BY 4.0 (adapted: downsampled, outlines filled)", "tensorImageSize": "2D",
             "modality": {"0": "US"}, "labels": {"0": "background", "1": "head"},

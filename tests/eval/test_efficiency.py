@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from uncol.eval.efficiency import count_macs, count_params, profile_model
+from uncol.eval.efficiency import _RssPeak, count_macs, count_params, profile_model
 
 
 def test_conv2d_macs_hand_formula() -> None:
@@ -67,6 +72,16 @@ def test_profile_model_on_cpu() -> None:
     r = profile_model(m, (1, 1, 32, 32), "cpu", warmup=1, runs=3)
     assert r["params"] == 4 * 9 + 4 + 4 * 2 + 2
     assert r["macs_paper"] == 32 * 32 * (4 * 9 + 2 * 4)
-    assert r["memory_method"] == "cpu_rss_peak_delta" and r["peak_memory_bytes"] >= 0
+    assert r["memory_method"] == "cpu_rss_peak_delta" and isinstance(r["peak_memory_bytes"], int)
     assert len(r["latency_runs_ms"]) == 3 and r["latency_ms"] > 0
     assert next(m.parameters()).device.type == "cpu"  # the model itself is not moved to meta
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="resident size is read from /proc (Linux)")
+def test_rss_peak_sees_a_transient_allocation() -> None:
+    """What ``peak_memory_bytes`` measures on CPU: a 64 MiB buffer that lives briefly raises the peak by about that."""
+    with _RssPeak() as rss:
+        buf = np.ones(64 * 2**20 // 8)  # 64 MiB, every page touched
+        time.sleep(0.02)
+        del buf
+    assert rss.peak - rss.base >= 48 * 2**20

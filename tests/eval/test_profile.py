@@ -10,9 +10,8 @@ from torch import nn
 
 from uncol.config import Config, DataConfig, ModelConfig
 from uncol.errors import ConfigError
-from uncol.eval.efficiency import (
-    count_macs,
-    count_params,
+from uncol.eval.efficiency import count_macs, count_params
+from uncol.eval.profile import (
     default_profile_entries,
     format_profile_table,
     latency_ratios,

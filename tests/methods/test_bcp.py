@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from uncol.config import Config, from_dict
-from uncol.data.mixing import bcp_mask
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.methods.base import MethodContext
@@ -55,7 +54,8 @@ def test_bidirectional_mix_takes_ground_truth_where_the_labelled_image_is() -> N
     xu = -xl  # unlabelled images: -1 (a) and -2 (b)
     yl = torch.ones(2, 6, 6, dtype=torch.long)
     pl = torch.full((2, 6, 6), 2, dtype=torch.long)
-    mask = bcp_mask((6, 6), 2 / 3, centered=True)  # False inside the 4x4 block [1:5, 1:5]
+    mask = torch.ones(6, 6, dtype=torch.bool)
+    mask[1:5, 1:5] = False  # a BCP mask (bcp_mask's layout) with its 4x4 block [1:5, 1:5] in the middle
     assert (~mask).sum() == 16 and not mask[1:5, 1:5].any()
     (x_in, y_in, gt_in), (x_out, y_out, gt_out) = m.bidirectional(xl, yl, xu, pl, mask)
     # X_in: labelled image b outside the block, unlabelled image b pasted inside

@@ -17,6 +17,7 @@ from uncol.config import Config, TeacherConfig, from_dict
 from uncol.engine.checkpoint import load_checkpoint
 from uncol.engine.loop import train
 from uncol.errors import ConfigError
+from uncol.eval.prompted import evaluate_prompted, is_prompted
 from uncol.methods import METHODS, MethodContext
 from uncol.methods.finetune import (
     FinetuneDecoder,
@@ -24,8 +25,6 @@ from uncol.methods.finetune import (
     FinetuneLoRA,
     FinetuneParams,
     LoRALinear,
-    evaluate_prompted,
-    is_prompted,
 )
 
 DEMO = Path(__file__).resolve().parents[2] / "src" / "uncol" / "assets" / "demo" / "hc18"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from uncol.config import from_dict
 from uncol.errors import CheckpointError, ConfigError
 from uncol.teachers.base import TEACHERS, ClassPrompts, PointPrompt
 from uncol.teachers.sam3d import Sam3D, Sam3DConfig
@@ -138,8 +139,8 @@ def test_registry_and_config_errors(tiny_ckpt: Path) -> None:
         SamMed3DTeacher.build(str(tiny_ckpt), SamMed3DParams(), spatial_dims=2)
     with pytest.raises(ConfigError, match="teacher.params.blocks"):
         SamMed3DTeacher(str(tiny_ckpt), SamMed3DParams(blocks=(0, 4)), arch=TINY)
-    with pytest.raises(ConfigError, match="teacher.params.intensity"):
-        SamMed3DTeacher(str(tiny_ckpt), SamMed3DParams(blocks=(1, 2, 4), intensity="minmax"), arch=TINY)
+    with pytest.raises(ConfigError, match="teacher.params.intensity': expected one of 'above_min'.*got 'minmax'"):
+        from_dict(SamMed3DParams, {"blocks": [1, 2, 4], "intensity": "minmax"}, prefix="teacher.params")
 
 
 def test_preprocess_zscores_the_foreground_and_ignores_affine_renormalisation(tiny: SamMed3DTeacher) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uncol.cli import main
-from uncol.data.prepare.common import download
+from uncol.data.prepare.download import download
 from uncol.errors import CheckpointError, DataError
 from uncol.teachers.weights import WEIGHTS, fetch_weights, resolve_checkpoint, weights_dir
 

@@ -237,11 +237,14 @@ def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[
 
 
 def _check(cell: Cell, methods: Any) -> None:
-    """Validate the cell's config (and its method's params) now, naming the cell on failure."""
+    """Validate the cell's config now (its components' params and the model's stride too, for a trained
+    cell; the device is checked when the cell runs), naming the cell on failure."""
+    from uncol.engine.setup import check_config
+
     try:
         cfg = cell.cfg
         validate(cfg)
         if cell.method.kind == "train":
-            from_dict(methods.get(cfg.method.name).Params, cfg.method.params, prefix="method.params")
+            check_config(cfg, check_device=False)
     except (ConfigError, KeyError) as e:
         raise ConfigError(f"bench cell {cell.key}: {' '.join(str(e).split())}") from None

@@ -17,8 +17,8 @@ cell is finished its ``last.pt`` (the resume state, the largest file) is deleted
 
 Evaluation: prompt-free students with :func:`uncol.eval.evaluate.evaluate_checkpoint`; methods whose
 class sets ``prompted_eval`` (the fine-tuning baselines) with
-:func:`uncol.methods.finetune.evaluate_prompted` (ground-truth boxes); ``kind: zero_shot`` rows with
-:func:`uncol.teachers.zero_shot.zero_shot` on the cell's test split.
+:func:`uncol.eval.prompted.evaluate_prompted` (ground-truth boxes); ``kind: zero_shot`` rows with
+:func:`uncol.eval.prompted.zero_shot` on the cell's test split.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
-from uncol.engine.io import atomic_write_json, atomic_write_text
 from uncol.errors import ConfigError
+from uncol.runtime import atomic_write_json, atomic_write_text
 
 
 def cell_dir(out: Path, cell: Cell) -> Path:
@@ -79,7 +79,7 @@ def environment() -> dict[str, Any]:
 def _train_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any], dict[str, float]]:
     from uncol.engine.loop import train
     from uncol.eval.evaluate import evaluate_checkpoint
-    from uncol.methods.finetune import evaluate_prompted, is_prompted
+    from uncol.eval.prompted import evaluate_prompted, is_prompted
 
     cfg = cell.cfg
     t0 = time.time()
@@ -100,10 +100,10 @@ def _zero_shot_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any]
     from dataclasses import replace
 
     from uncol.data import DatasetSpec, make_split
-    from uncol.engine.setup import prepare_out_dir, resolve_device
+    from uncol.eval.prompted import zero_shot
     from uncol.methods.finetune import PromptedModel
-    from uncol.teachers import build_teacher
-    from uncol.teachers.zero_shot import zero_shot
+    from uncol.runtime import prepare_out_dir, resolve_device
+    from uncol.teachers import build_teacher  # looked up at call time (tests replace it)
 
     cfg = cell.cfg
     m = cell.method
@@ -181,6 +181,19 @@ def _iterations(cell: Cell) -> str:
     return "+".join(map(str, stages)) if stages else str(cfg.train.iterations)
 
 
+def _select_cells(bench: Any, root: Path, cache: Path, only: list[str] | None, cell_globs: list[str] | None,
+                  bench_file: str | Path) -> tuple[list[Cell], list[Cell]]:
+    """(every cell of the bench, the cells to run: ``only`` these methods, matching ``cell_globs``)."""
+    all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
+    cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
+    if cell_globs:
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.key, g) for g in cell_globs)]
+        if not cells:
+            raise ConfigError(f"--cell {' '.join(cell_globs)} matches no cell of {str(bench_file)!r}; "
+                              "see the cell names with --dry-run")
+    return all_cells, cells
+
+
 def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = None, dry_run: bool = False,
               tables_dir: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] = print, cell_globs: list[str] | None = None) -> dict[str, Any]:
@@ -197,14 +210,7 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
 
     bench, root = load_bench(bench_file)
     outp = Path(out)
-    cache = outp / "teacher_cache"
-    all_cells = [with_shared_cache(c, cache) for c in expand(bench, root)]
-    cells = [with_shared_cache(c, cache) for c in expand(bench, root, only)] if only else all_cells
-    if cell_globs:
-        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.key, g) for g in cell_globs)]
-        if not cells:
-            raise ConfigError(f"--cell {' '.join(cell_globs)} matches no cell of {str(bench_file)!r}; "
-                              "see the cell names with --dry-run")
+    all_cells, cells = _select_cells(bench, root, outp / "teacher_cache", only, cell_globs, bench_file)
     if dry_run:
         log(describe(cells, outp))
         return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "failed": [],

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from uncol.bench.grid import BenchSpec, Cell, ratio_label
-from uncol.engine.io import atomic_write, atomic_write_json, atomic_write_text
+from uncol.runtime import atomic_write, atomic_write_json, atomic_write_text
 
 METRICS = ("dice", "jaccard", "hd95", "asd")
 HEAD = {"dice": "DSC %", "jaccard": "Jaccard %", "hd95": "95HD", "asd": "ASD"}

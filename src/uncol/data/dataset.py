@@ -284,7 +284,7 @@ def import_folder(
         "training": [{"image": rel(imgs[s]), "label": rel(labs[s])} for s in sorted(imgs)],
         "test": [],
     }
-    from uncol.engine.io import atomic_write_json
+    from uncol.runtime import atomic_write_json
 
     atomic_write_json(out_dir / "dataset.json", meta)
     return DatasetSpec.load(out_dir)

@@ -136,8 +136,6 @@ class SegmentationDataset(Dataset):
                     f"config key 'data.mode'=slices needs 3D files and data.spatial_dims 2 (files are {file_dims}D, "
                     f"spatial_dims {cfg.spatial_dims}); use mode whole or patch"
                 )
-            if not 0 <= cfg.slice_axis <= 2:
-                raise ConfigError(f"config key 'data.slice_axis' must be 0, 1 or 2, got {cfg.slice_axis}")
         elif file_dims != cfg.spatial_dims:
             raise ConfigError(
                 f"config key 'data.spatial_dims' is {cfg.spatial_dims} but {spec.root} holds {file_dims}D files; "

@@ -210,7 +210,7 @@ def write_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
     ``(x, y, z, K)``. PNG: integer masks are written as 8-bit values; float maps must lie in [0, 1]
     and are scaled to 0..255. H5: stored under ``label`` with a ``spacing`` attribute.
     """
-    from uncol.engine.io import atomic_write
+    from uncol.runtime import atomic_write
 
     path = Path(path)
     fmt = _fmt(path)
@@ -273,6 +273,6 @@ def write_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
 
 def atomic_write_suffixed(path: Path, write: Any) -> None:
     """Like ``atomic_write`` but the temp file keeps ``path``'s suffix (nibabel needs ``.nii.gz``)."""
-    from uncol.engine.io import atomic_write
+    from uncol.runtime import atomic_write
 
     atomic_write(path, write, suffix=split_suffix(path)[1])

@@ -67,14 +67,12 @@ def bcp_mask(
     spatial: Sequence[int],
     ratio: float = 2.0 / 3.0,
     generator: torch.Generator | None = None,
-    centered: bool = False,
     device: Device = None,
 ) -> Tensor:
     """BCP's mask (Bai et al., CVPR 2023, ``generate_mask`` / ``context_mask``): False inside a block
     of ``int(ratio * size)`` voxels along each axis, True elsewhere.
 
-    As BCP, the block sits at a random position inside the image (``centered=True`` puts it in
-    the middle instead); we draw its corner uniformly from all ``size - block + 1`` valid positions
+    As BCP, the block sits at a random position inside the image; we draw its corner uniformly from all ``size - block + 1`` valid positions
     (BCP's ``np.random.randint(0, size - block)`` never touches the last row -- an off-by-one we do
     not copy). BCP then mixes ``X_in = X_L * mask + X_U * (1 - mask)``, i.e. ``mix(X_L, X_U, mask)``:
     the block comes from the *second* argument.
@@ -87,10 +85,7 @@ def bcp_mask(
     index = []
     for size in spatial:
         block = int(size * ratio)
-        if centered:
-            start = (size - block) // 2
-        else:
-            start = int(torch.randint(0, size - block + 1, (1,), generator=generator))
+        start = int(torch.randint(0, size - block + 1, (1,), generator=generator))
         index.append(slice(start, start + block))
     mask[tuple(index)] = False
     return mask.to(device) if device is not None else mask

@@ -31,22 +31,11 @@ from uncol.errors import CheckpointError, DataError
 @dataclass
 class Batch:
     """Collated sample dicts: ``image (B, C, *S)``, ``label (B, *S)``, ``case list[str]``,
-    ``spacing (B, ndim)``, ``index (B,)``. ``unlabeled`` is None for supervised training."""
+    ``spacing (B, ndim)``, ``index (B,)``. ``unlabeled`` is None for supervised training. The engine
+    moves a batch to the device (``RunContext.to_device``)."""
 
     labeled: dict
     unlabeled: dict | None = None
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """A copy with every tensor moved to ``device`` (lists such as ``case`` unchanged)."""
-
-        def move(d: dict | None) -> dict | None:
-            if d is None:
-                return None
-            return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in d.items()}
-
-        out = move(self.labeled)
-        assert out is not None
-        return Batch(out, move(self.unlabeled))
 
 
 def _mix(*parts: int) -> int:

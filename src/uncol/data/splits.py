@@ -35,7 +35,7 @@ class Split:
 
     def save(self, path: str | Path) -> None:
         """Write the split as JSON (atomically)."""
-        from uncol.engine.io import atomic_write_json
+        from uncol.runtime import atomic_write_json
 
         atomic_write_json(Path(path), asdict(self))
 

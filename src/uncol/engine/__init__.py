@@ -35,18 +35,12 @@ def preflight(cfg: Config, out: Path, resume: bool) -> None:
     into one ``error:`` line from the launcher instead of one per rank plus torchrun's report.
     """
     from uncol.data.dataset import DatasetSpec
-    from uncol.engine.setup import check_out_dir, load_split
+    from uncol.engine.setup import check_config, load_split
     from uncol.errors import ConfigError
-    from uncol.methods import METHODS
-    from uncol.models import MODELS
+    from uncol.runtime import check_out_dir
 
+    check_config(cfg)
     check_out_dir(out)
-    METHODS.get(cfg.method.name)
-    MODELS.get(cfg.model.name)
-    if cfg.teacher.name != "none":
-        from uncol.teachers import TEACHERS
-
-        TEACHERS.get(cfg.teacher.name)
     if not cfg.data.root:
         raise ConfigError("config key 'data.root' is empty: set it to a dataset folder with dataset.json")
     load_split(cfg, DatasetSpec.load(Path(cfg.data.root)), out, resume)
@@ -63,8 +57,8 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
     """
     from uncol.engine.distributed import cleanup, init_from_env
     from uncol.engine.loop import train
-    from uncol.engine.setup import resolve_device
     from uncol.errors import ConfigError
+    from uncol.runtime import resolve_device
 
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")

@@ -1,4 +1,6 @@
-"""Checkpoints: atomic writes, ``weights_only`` loads, a format version and the config inside.
+"""Training checkpoints: what ``last.pt`` holds beyond the weights (RNG and generator states).
+
+The file format itself (atomic writes, ``weights_only`` loads, the format version) is in :mod:`uncol.runtime`.
 
 A checkpoint is a plain dict of tensors and builtins (safe to load with ``weights_only=True``)::
 
@@ -17,92 +19,16 @@ A checkpoint is a plain dict of tensors and builtins (safe to load with ``weight
 """
 from __future__ import annotations
 
-import pickle
-import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from uncol.engine.io import atomic_torch_save
-from uncol.errors import CheckpointError
+# the file format (write, safe load, strict state load) is the runtime layer's: eval reads checkpoints too
+from uncol.runtime import FORMAT_VERSION, load_checkpoint, load_state_strict, safe_load, save_checkpoint
 
-FORMAT_VERSION = 1
-
-
-def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
-    """Write ``obj`` (with ``format_version`` added) atomically: temp file + rename."""
-    atomic_torch_save({"format_version": FORMAT_VERSION, **obj}, Path(path))
-
-
-def safe_load(path: str | Path, what: str = "checkpoint") -> Any:
-    """``torch.load(..., weights_only=True)``; refuse pickles that would run code, with one clear line."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{what} {str(p)!r} not found; pass the path of an existing file")
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the one-line error says it all
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" not in str(e):  # garbage bytes or an unsupported pickle opcode
-            raise CheckpointError(f"{what} {str(p)!r} was refused by the safe loader (weights_only=True): it is "
-                                  "not a plain tensor file (corrupt, or a pickle of Python objects); re-create it, "
-                                  "or re-save it as a state dict in an environment you trust") from None
-        raise CheckpointError(
-            f"{what} {str(p)!r} was refused by the safe loader (weights_only=True): it holds Python objects "
-            f"that could run code ({_refusal_reason(str(e))}); load only files you trust, and re-save them as a "
-            "plain state dict (torch.save(model.state_dict(), path))"
-        ) from None
-    except Exception as e:  # noqa: BLE001 - garbage bytes reach the unpickler's internals (IndexError, KeyError, ...)
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{what} {str(p)!r} is unreadable or truncated ({first}); re-create or re-download it") from None
-
-
-def _refusal_reason(text: str) -> str:
-    """The informative part of torch's weights-only refusal (``Unsupported global: GLOBAL x``), one line."""
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    m = re.search(r"Unsupported global[^.]*", text)
-    if m:
-        return m.group(0).replace(" was not an allowed global by default", " not allowed").strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return (lines[-1] if lines else "unsafe pickle")[:160]
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not an uncol checkpoint (no format_version); use a file written by `uncol train`")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} has format {ckpt['format_version']}, newer than this uncol ({FORMAT_VERSION}); upgrade uncol"
-        )
-    return ckpt
-
-
-def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists which keys differ."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {', '.join(unexpected[:3])})")
-        if shape:
-            k = shape[0]
-            parts.append(f"{len(shape)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})")
-        raise CheckpointError(
-            f"{source} was made for another architecture: {'; '.join(parts)}; use the config the checkpoint was trained with"
-        )
-    module.load_state_dict(state, strict=True)
-
+__all__ = ["FORMAT_VERSION", "generator_states", "load_checkpoint", "load_state_strict", "rng_state", "safe_load",
+           "save_checkpoint", "set_generator_states", "set_rng_state"]
 
 def rng_state() -> dict[str, Any]:
     import random

@@ -40,7 +40,7 @@ class ScalarLogger:
         """
         if not self.enabled or not self.path.is_file():
             return
-        from uncol.engine.io import atomic_write_text
+        from uncol.runtime import atomic_write_text
 
         rank = {name: i for i, name in enumerate(stage_order)}
         keep = []

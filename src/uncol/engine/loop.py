@@ -1,8 +1,17 @@
 """The one training loop that UnCoL and every baseline share.
 
-Reads top to bottom: set up → for each stage of the method: for each iteration: batch → method.train_step
-(through DDP when distributed) → backward → optimiser step → method.after_step → log / validate /
-checkpoint. Resume restores everything (weights, EMA, optimiser, loss scaler, RNGs including the
+:class:`Trainer` reads top to bottom as named steps (nnU-Net's trainer style): :meth:`Trainer.run` =
+set up → for each stage of the method: :meth:`~Trainer.start_stage` → for each iteration
+:meth:`~Trainer.train_iteration` (batch → method.train_step through DDP when distributed → backward →
+optimiser step → method.after_step) → :meth:`~Trainer.log` / :meth:`~Trainer.validate` /
+:meth:`~Trainer.save_state` → :meth:`~Trainer.end_stage` → :meth:`~Trainer.finish`.
+
+Checkpoint selection: each stage keeps its own best validation checkpoint. The last stage run writes
+``best.pt`` (the reported model: never an earlier stage's), each earlier stage ``best_<stage>.pt``;
+when the last stage does not validate, ``best.pt`` is its final model. ``summary.json`` says which
+stage ``best`` came from and lists every stage's best.
+
+Resume restores everything (weights, EMA, optimiser, loss scaler, RNGs including the
 method's own ``torch.Generator`` attributes, sampler position, stage, iteration) from ``last.pt``.
 
 Distributed (``torchrun``): every rank builds the same method from the same seed, DDP averages the
@@ -34,10 +43,11 @@ from uncol.engine.checkpoint import (
     set_rng_state,
 )
 from uncol.engine.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
-from uncol.engine.io import atomic_write_json
 from uncol.engine.logger import ScalarLogger
 from uncol.engine.setup import RunContext, build_run
 from uncol.errors import CheckpointError
+from uncol.methods.base import StagePlan
+from uncol.runtime import atomic_write_json
 from uncol.schedules import poly_lr
 
 
@@ -63,13 +73,192 @@ def _resume_checkpoint(out: Path, resume: bool) -> dict[str, Any] | None:
 
 
 def _training_state(run: RunContext, method: nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
-                    stage_index: int, stage: str, iteration: int, best: dict, dist: DistInfo) -> dict[str, Any]:
-    """Everything ``--resume`` needs; plain tensors and builtins (``weights_only`` loadable)."""
+                    stage_index: int, stage: str, iteration: int, state: dict, dist: DistInfo) -> dict[str, Any]:
+    """Everything ``--resume`` needs; plain tensors and builtins (``weights_only`` loadable). ``best`` is
+    the current stage's best, ``stage_bests`` those of the finished stages."""
     return {**run.model_checkpoint(method), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
             "stage_index": stage_index, "stage": stage, "iteration": iteration,
             "rng": rng_state(), "generators": generator_states(method), "loader": loader.state_dict(),
-            "best": best, "world_size": dist.world_size}
+            "best": state["best"], "stage_bests": state["stage_bests"], "world_size": dist.world_size}
+
+
+def _new_best(stage: str) -> dict[str, Any]:
+    return {"metric": -math.inf, "iteration": -1, "stage": stage}
+
+
+def _reported(best: dict[str, Any], file: str) -> dict[str, Any]:
+    """``best`` for the summary: a non-finite metric (never validated) becomes None; the file it was written to."""
+    return {**best, "metric": best["metric"] if math.isfinite(best["metric"]) else None, "file": file}
+
+
+class Trainer:
+    """One training run of ``cfg.method`` into ``out``; see the module docstring for the order of the steps."""
+
+    def __init__(self, cfg: Config, out: Path, resume: bool, stages: list[str] | None, progress: bool,
+                 dist: DistInfo, stop_after: int | None) -> None:
+        self.cfg, self.out, self.dist, self.stop_after = cfg, Path(out), dist, stop_after
+        self.is_main = dist.rank == 0
+        self.resume_ckpt = _resume_checkpoint(self.out, resume)
+        self.run_ctx: RunContext = build_run(cfg, self.out, dist=dist, resume=self.resume_ckpt is not None,
+                                             stages=stages)
+        self.run_ctx.progress = progress and self.is_main
+        self.method = self.run_ctx.method
+        self.plan = self.method.stages()
+        self.selected = [(pi, s) for pi, s in enumerate(self.plan) if stages is None or s.name in stages]
+        # best of the current stage, and of every stage finished so far (by name)
+        self.state: dict[str, Any] = {"stage_index": 0, "iteration": 0, "best": _new_best(""), "stage_bests": {}}
+        self.done_total = 0
+
+    # -- set up --------------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Load ``last.pt`` into the method and the loop state (``--resume``); save the config; open the log."""
+        ck, out = self.resume_ckpt, self.out
+        if ck is not None:
+            load_state_strict(self.method, ck["method"], f"checkpoint {str(out / 'last.pt')!r}")
+            if ck.get("world_size", 1) != self.dist.world_size:
+                raise CheckpointError(f"checkpoint {str(out / 'last.pt')!r} was written by {ck.get('world_size', 1)} "
+                                      f"processes, this run has {self.dist.world_size}; resume with the same --nproc")
+            self.state.update(stage_index=ck["stage_index"], iteration=ck["iteration"], best=ck["best"],
+                              stage_bests=dict(ck.get("stage_bests", {})))
+        if self.is_main:
+            save_config(self.cfg, out / "config.yaml")
+        self.logger = ScalarLogger(out, enabled=self.is_main)
+        if ck is not None:
+            self.logger.truncate_after([s.name for s in self.plan], self.state["stage_index"], self.state["iteration"])
+
+    def best_file(self, stage: str) -> str:
+        """``best.pt`` for the last stage run, ``best_<stage>.pt`` for the earlier ones."""
+        return "best.pt" if stage == self.selected[-1][1].name else f"best_{stage}.pt"
+
+    # -- one stage -----------------------------------------------------------------------------------
+    def start_stage(self, pi: int, stage: StagePlan) -> int:
+        """Begin ``stage``: method hook, DDP wrapper, optimiser, loader (restored mid-stage); the first iteration."""
+        ck = self.resume_ckpt
+        resuming = ck is not None and pi == ck["stage_index"]
+        # a checkpoint from the end of the previous stage (iteration 0) starts this stage afresh, as the
+        # uninterrupted run did: new optimiser and loader, begin_stage not "resumed" (e.g. UnCoL's EMA reset)
+        mid_stage = resuming and ck["iteration"] > 0
+        self.method.begin_stage(stage.name, resumed=mid_stage)
+        self.method.train()
+        self.model = wrap_ddp(self.method, self.dist)
+        self.optimizer = make_optimizer(self.cfg, self.method.trainable_parameters())
+        self.loader = self.run_ctx.make_loader(stage)
+        start = 0
+        if not mid_stage:
+            self.state["best"] = _new_best(stage.name)
+        else:
+            if ck.get("stage") not in (None, stage.name):
+                raise CheckpointError(f"checkpoint {str(self.out / 'last.pt')!r} stopped in stage {ck['stage']!r}, "
+                                      f"but stage {pi} of this run is {stage.name!r}; resume with the same method and config")
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.loader.load_state_dict(ck["loader"])
+            if ck.get("scaler") is not None and self.run_ctx.scaler is not None:
+                self.run_ctx.scaler.load_state_dict(ck["scaler"])
+            start = ck["iteration"]
+        if resuming:
+            set_rng_state(ck["rng"])
+            set_generator_states(self.method, ck.get("generators", {}))
+            self.resume_ckpt = None
+        return start
+
+    def train_iteration(self, it: int, total: int) -> tuple[float, Any]:
+        """One optimiser step at iteration ``it`` of ``total``; returns the learning rate and the step output."""
+        lr = poly_lr(self.cfg.train.lr, it, total, self.cfg.train.poly_power)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        batch = self.run_ctx.to_device(next(self.loader))
+        with self.run_ctx.autocast():
+            out_step = self.model(batch, it, total)  # Method.forward is train_step; DDP syncs the gradients
+        self.optimizer.zero_grad(set_to_none=True)
+        self.run_ctx.backward(out_step.loss, self.optimizer)
+        self.method.after_step(it, total)  # on the unwrapped method: the EMA sees the synchronised student
+        self.done_total += 1
+        return lr, out_step
+
+    def log(self, it: int, stage: StagePlan, lr: float, out_step: Any, bar: Any) -> None:
+        parts = all_reduce_mean(out_step.parts, self.dist)
+        self.logger.log(it + 1, stage.name, {"lr": lr, **parts})
+        bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.3f}")
+
+    def validate(self, it: int, stage: StagePlan, last_it: bool) -> None:
+        """Score the model (rank 0; the method's ``validate`` hook, else the prompt-free default); keep the
+        stage's best checkpoint."""
+        if self.is_main:
+            run = self.run_ctx
+            metrics = self.method.validate(run) or run.validate(self.method.inference_model())
+            self.method.train()  # inference switched the student to eval mode
+            self.logger.log(it + 1, stage.name, metrics, kind="val")
+            best = self.state["best"]
+            if metrics["dice"] > best["metric"] or (last_it and best["iteration"] < 0):
+                self.state["best"] = {"metric": metrics["dice"], "iteration": it + 1, "stage": stage.name}
+                self.state["stage_bests"][stage.name] = self.state["best"]
+                save_checkpoint(run.model_checkpoint(self.method), self.out / self.best_file(stage.name))
+        barrier(self.dist)
+
+    def save_state(self, pi: int, stage: StagePlan, it: int, last_it: bool) -> None:
+        """``last.pt``: everything ``--resume`` needs (rank 0)."""
+        if self.is_main:
+            save_checkpoint(_training_state(self.run_ctx, self.method, self.optimizer, self.loader,
+                                            pi + 1 if last_it else pi, stage.name, 0 if last_it else it + 1,
+                                            self.state, self.dist), self.out / "last.pt")
+
+    def end_stage(self, pi: int, stage: StagePlan) -> None:
+        del self.model  # drop DDP's gradient hooks before the next stage wraps the method again
+        self.state["stage_index"] = pi + 1
+
+    def run_stage(self, pi: int, stage: StagePlan) -> dict[str, Any] | None:
+        """All iterations of one stage; a summary when ``stop_after`` cut the run short, else None."""
+        cfg, T = self.cfg, stage.iterations
+        start = self.start_stage(pi, stage)
+        bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not self.run_ctx.progress,
+                   dynamic_ncols=True, initial=start, total=T)
+        for it in bar:
+            lr, out_step = self.train_iteration(it, T)
+            last_it = it + 1 == T
+            if (it + 1) % cfg.train.log_every == 0 or last_it:
+                self.log(it, stage, lr, out_step, bar)
+            if self.run_ctx.has_val and ((it + 1) % cfg.train.val_every == 0 or last_it):
+                self.validate(it, stage, last_it)
+            if (it + 1) % cfg.train.save_every == 0 or last_it:
+                self.save_state(pi, stage, it, last_it)
+            if self.stop_after is not None and self.done_total >= self.stop_after:
+                bar.close()
+                self.logger.close()
+                return {"stopped_at": it + 1, "stage": stage.name}
+        bar.close()
+        self.end_stage(pi, stage)
+        return None
+
+    def finish(self, t0: float) -> dict[str, Any]:
+        """``best.pt`` (the last stage's final model when it did not validate), ``final.pt``, ``summary.json``."""
+        run, last = self.run_ctx, self.selected[-1][1].name
+        best = self.state["stage_bests"].get(last)
+        if self.is_main:
+            if best is None:
+                save_checkpoint(run.model_checkpoint(self.method), self.out / "best.pt")
+            save_checkpoint(run.model_checkpoint(self.method), self.out / "final.pt")
+        self.logger.close()
+        final_it = self.selected[-1][1].iterations
+        reported = _reported(best or {"metric": -math.inf, "iteration": final_it, "stage": last}, "best.pt")
+        summary = {"out_dir": str(self.out), "method": self.cfg.method.name, "best": reported,
+                   "stage_bests": {s: _reported(b, self.best_file(s)) for s, b in self.state["stage_bests"].items()},
+                   "wall_time_s": round(time.time() - t0, 1), "world_size": self.dist.world_size,
+                   "config": to_dict(self.cfg)}
+        if self.is_main:
+            atomic_write_json(self.out / "summary.json", summary)
+        return summary
+
+    def run(self) -> dict[str, Any]:
+        self.restore()
+        t0 = time.time()
+        for pi, stage in self.selected:
+            if pi < self.state["stage_index"]:
+                continue
+            stopped = self.run_stage(pi, stage)
+            if stopped is not None:
+                return stopped
+        return self.finish(t0)
 
 
 def train(
@@ -86,108 +275,4 @@ def train(
     ``stages`` restricts which of the method's stages run (``uncol train --stage``); ``stop_after``
     stops after that many iterations in total (used by tests to simulate a crash).
     """
-    dist = dist or DistInfo()
-    out = Path(out_dir)
-    is_main = dist.rank == 0
-    resume_ckpt = _resume_checkpoint(out, resume)
-    run: RunContext = build_run(cfg, out, dist=dist, resume=resume_ckpt is not None, stages=stages)
-    run.progress = progress and is_main
-    method = run.method
-    plan = method.stages()
-    selected = [(pi, s) for pi, s in enumerate(plan) if stages is None or s.name in stages]
-
-    state = {"stage_index": 0, "iteration": 0, "best": {"metric": -math.inf, "iteration": -1, "stage": ""}}
-    if resume_ckpt is not None:
-        load_state_strict(method, resume_ckpt["method"], f"checkpoint {str(out / 'last.pt')!r}")
-        if resume_ckpt.get("world_size", 1) != dist.world_size:
-            raise CheckpointError(f"checkpoint {str(out / 'last.pt')!r} was written by {resume_ckpt.get('world_size', 1)} "
-                                  f"processes, this run has {dist.world_size}; resume with the same --nproc")
-        state.update(stage_index=resume_ckpt["stage_index"], iteration=resume_ckpt["iteration"], best=resume_ckpt["best"])
-    if is_main:
-        save_config(cfg, out / "config.yaml")
-    logger = ScalarLogger(out, enabled=is_main)
-    if resume_ckpt is not None:
-        logger.truncate_after([s.name for s in plan], state["stage_index"], state["iteration"])
-
-    t0 = time.time()
-    done_total = 0
-    for pi, stage in selected:
-        if pi < state["stage_index"]:
-            continue
-        resuming = resume_ckpt is not None and pi == resume_ckpt["stage_index"]
-        # a checkpoint from the end of the previous stage (iteration 0) starts this stage afresh, as the
-        # uninterrupted run did: new optimiser and loader, begin_stage not "resumed" (e.g. UnCoL's EMA reset)
-        mid_stage = resuming and resume_ckpt["iteration"] > 0
-        method.begin_stage(stage.name, resumed=mid_stage)
-        method.train()
-        model = wrap_ddp(method, dist)
-        optimizer = make_optimizer(cfg, method.trainable_parameters())
-        loader = run.make_loader(stage)
-        start = 0
-        if mid_stage:
-            if resume_ckpt.get("stage") not in (None, stage.name):
-                raise CheckpointError(f"checkpoint {str(out / 'last.pt')!r} stopped in stage {resume_ckpt['stage']!r}, "
-                                      f"but stage {pi} of this run is {stage.name!r}; resume with the same method and config")
-            optimizer.load_state_dict(resume_ckpt["optimizer"])
-            loader.load_state_dict(resume_ckpt["loader"])
-            if resume_ckpt.get("scaler") is not None and run.scaler is not None:
-                run.scaler.load_state_dict(resume_ckpt["scaler"])
-            start = resume_ckpt["iteration"]
-        if resuming:
-            set_rng_state(resume_ckpt["rng"])
-            set_generator_states(method, resume_ckpt.get("generators", {}))
-            resume_ckpt = None
-        T = stage.iterations
-        bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not run.progress,
-                   dynamic_ncols=True, initial=start, total=T)
-        for it in bar:
-            lr = poly_lr(cfg.train.lr, it, T, cfg.train.poly_power)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            batch = run.to_device(next(loader))
-            with run.autocast():
-                out_step = model(batch, it, T)  # Method.forward is train_step; DDP syncs the gradients
-            optimizer.zero_grad(set_to_none=True)
-            run.backward(out_step.loss, optimizer)
-            method.after_step(it, T)  # on the unwrapped method: the EMA sees the synchronised student
-            done_total += 1
-            last_it = it + 1 == T
-            if (it + 1) % cfg.train.log_every == 0 or last_it:
-                parts = all_reduce_mean(out_step.parts, dist)
-                logger.log(it + 1, stage.name, {"lr": lr, **parts})
-                bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.3f}")
-            if run.has_val and ((it + 1) % cfg.train.val_every == 0 or last_it):
-                if is_main:
-                    metrics = run.validate(method.inference_model())
-                    method.train()  # inference switched the student to eval mode
-                    logger.log(it + 1, stage.name, metrics, kind="val")
-                    score = metrics["dice"]
-                    final = last_it and pi == selected[-1][0]
-                    if score > state["best"]["metric"] or (final and state["best"]["iteration"] < 0):
-                        state["best"] = {"metric": score, "iteration": it + 1, "stage": stage.name}
-                        save_checkpoint(run.model_checkpoint(method), out / "best.pt")
-                barrier(dist)
-            if is_main and ((it + 1) % cfg.train.save_every == 0 or last_it):
-                save_checkpoint(_training_state(run, method, optimizer, loader, pi + 1 if last_it else pi,
-                                                stage.name, 0 if last_it else it + 1, state["best"], dist),
-                                out / "last.pt")
-            if stop_after is not None and done_total >= stop_after:
-                bar.close()
-                logger.close()
-                return {"stopped_at": it + 1, "stage": stage.name}
-        bar.close()
-        del model  # drop DDP's gradient hooks before the next stage wraps the method again
-        state["stage_index"] = pi + 1
-    if is_main:
-        if not run.has_val or state["best"]["iteration"] < 0:
-            save_checkpoint(run.model_checkpoint(method), out / "best.pt")
-        save_checkpoint(run.model_checkpoint(method), out / "final.pt")
-    logger.close()
-    best = {**state["best"], "metric": state["best"]["metric"] if math.isfinite(state["best"]["metric"]) else None}
-    summary = {"out_dir": str(out), "method": cfg.method.name, "best": best,
-               "wall_time_s": round(time.time() - t0, 1), "world_size": dist.world_size,
-               "config": to_dict(cfg)}
-    if is_main:
-        atomic_write_json(out / "summary.json", summary)
-    return summary
-
+    return Trainer(cfg, Path(out_dir), resume, stages, progress, dist or DistInfo(), stop_after).run()

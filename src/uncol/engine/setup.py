@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import zlib
 from collections.abc import Iterator
@@ -13,26 +12,62 @@ from typing import Any
 import numpy as np
 import torch
 
-from uncol.config import Config, from_dict
+from uncol.config import Config, from_dict, to_dict
+from uncol.data.dataset import DatasetSpec
+from uncol.data.datasets import SegmentationDataset, load_case
+from uncol.data.sampler import TwoStreamLoader
+from uncol.data.splits import Split, make_split
 from uncol.engine.distributed import DistInfo, barrier
 from uncol.errors import ConfigError, DataError
+from uncol.eval.evaluate import evaluate_cases
+from uncol.eval.prompted import zero_shot
+from uncol.methods import METHODS, MethodContext
+from uncol.models import build_model
+from uncol.runtime import cache_root, check_out_dir, prepare_out_dir, remove_stale_temp_files, resolve_device
+from uncol.teachers import TEACHERS, build_teacher
 
 
 def default_teacher_cache() -> Path:
     """Where teacher features are cached when neither ``teacher.cache_dir`` nor ``$UNCOL_CACHE`` is set:
-    ``$XDG_CACHE_HOME/uncol/teachers`` (``~/.cache/uncol/teachers``), shared by all runs and methods."""
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "uncol" / "teachers"
+    ``<cache root>/teachers`` (``$XDG_CACHE_HOME/uncol/teachers``, else ``~/.cache/uncol/teachers``),
+    shared by all runs and methods."""
+    return cache_root() / "teachers"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"config key 'train.device' is {name!r} but no CUDA device is visible; use 'cpu' or 'auto'")
-    return torch.device(name)
+def model_stride(model: torch.nn.Module) -> int:
+    """The factor every input size must be divisible by: the network's total down-sampling
+    (``reduction``, 16 for U-Net and V-Net; the UnCoL student's is its backbone's, which its ViT patch equals)."""
+    for m in (model, getattr(model, "backbone", None)):
+        if isinstance(getattr(m, "reduction", None), int):
+            return m.reduction
+    return 1
+
+
+def check_config(cfg: Config, check_device: bool = True) -> None:
+    """Every check of a config that needs the registries, before anything is read or written.
+
+    Names (method, model, teacher) exist; ``method.params``, ``teacher.params`` and ``model.params`` are
+    valid for their component (the model is built on the ``meta`` device: no memory, no time); a method
+    that needs a teacher has one; ``data.size`` is divisible by the model's stride; ``train.device``
+    exists on this machine (unless ``check_device`` is False: a config checked here, run elsewhere).
+    Each failure is one :class:`ConfigError` line naming the key.
+    """
+    method_cls = METHODS.get(cfg.method.name)
+    from_dict(method_cls.Params, cfg.method.params, prefix="method.params")
+    if cfg.teacher.name != "none":
+        from_dict(TEACHERS.get(cfg.teacher.name).Params, cfg.teacher.params, prefix="teacher.params")
+    elif method_cls.needs_teacher:
+        raise ConfigError(f"method {cfg.method.name!r} needs a teacher: set teacher.name (e.g. litemedsam)")
+    if method_cls.uses_model_config:
+        with torch.device("meta"):
+            model = build_model(cfg.model, cfg.data.spatial_dims, max(cfg.model.num_classes, 2))
+        stride = model_stride(model)
+        if any(s % stride for s in cfg.data.size):
+            fix = [max(stride, round(s / stride) * stride) for s in cfg.data.size]
+            raise ConfigError(f"config key 'data.size' is {list(cfg.data.size)} but model {cfg.model.name!r} needs "
+                              f"sizes divisible by {stride}; use e.g. data.size={fix}")
+    if check_device:
+        resolve_device(cfg.train.device)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -44,44 +79,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def check_out_dir(out: Path) -> None:
-    """DataError unless ``out`` is (or can become) a writable folder; creates nothing.
-
-    Runs before any data is read so that a bad ``--out`` fails fast, and before anything is written
-    so that a bad dataset or config leaves no run folder behind.
-    """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise DataError(f"output folder {str(out)!r} is a file; choose another --out")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise DataError(f"output folder {str(out)!r} is not writable (permission denied); choose another --out")
-        return
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise DataError(f"output folder {str(out)!r} cannot be created ({str(parent)!r} is not a writable folder); "
-                        "choose another --out")
-
-
-def prepare_out_dir(out: Path) -> None:
-    """Create the run folder, checking it is writable (a probe file is written and removed)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise DataError(f"output folder {str(out)!r} is not writable ({e.strerror}); choose another --out") from None
-
-
-def remove_stale_temp_files(out: Path) -> None:
-    """Delete ``.NAME.*.tmp`` files that an atomic write left behind when its process was killed."""
-    for p in Path(out).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
-
-
 def load_split(cfg: Config, spec: Any, out: Path, resume: bool) -> tuple[Any, bool]:
     """The run's split and whether it must be saved: ``out/split.json`` on resume, else made.
 
@@ -89,8 +86,6 @@ def load_split(cfg: Config, spec: Any, out: Path, resume: bool) -> tuple[Any, bo
     the same split; only rank 0 saves it (:func:`build_run`). ``data.split.file`` is read by
     ``make_split`` itself.
     """
-    from uncol.data.splits import Split, make_split
-
     saved = out / "split.json"
     if resume and saved.is_file():
         split = Split.load(saved)
@@ -101,8 +96,6 @@ def load_split(cfg: Config, spec: Any, out: Path, resume: bool) -> tuple[Any, bo
 
 def check_val_cases(spec: Any, cfg: Config, ids: list[str]) -> None:
     """Read every validation case once before training, so a broken file fails now and not mid-run."""
-    from uncol.data.datasets import load_case
-
     for cid in ids:
         case = load_case(spec, cid, cfg.data)
         if case.label is None:
@@ -111,16 +104,11 @@ def check_val_cases(spec: Any, cfg: Config, ids: list[str]) -> None:
 
 def build_method(cfg: Config, num_classes: int, spatial_dims: int, device: torch.device) -> Any:
     """Model + (frozen) teacher + method object from the registries."""
-    from uncol.methods import METHODS, MethodContext
-    from uncol.models import build_model
-
     method_cls = METHODS.get(cfg.method.name)
     params = from_dict(method_cls.Params, cfg.method.params, prefix="method.params")
     model = build_model(cfg.model, spatial_dims=spatial_dims, num_classes=num_classes)
     teacher = None
     if method_cls.needs_teacher or cfg.teacher.name != "none":
-        from uncol.teachers import build_teacher
-
         teacher = build_teacher(cfg.teacher, spatial_dims=spatial_dims, default_cache_dir=default_teacher_cache())
         if teacher is None and method_cls.needs_teacher:
             raise ConfigError(f"method {cfg.method.name!r} needs a teacher: set teacher.name (e.g. litemedsam)")
@@ -147,11 +135,16 @@ class RunContext:
 
     @property
     def has_val(self) -> bool:
-        return bool(self.val_ids)
+        """Whether training validates: validation cases exist and the method wants validation."""
+        return bool(self.val_ids) and self.method.validates()
+
+    @property
+    def val_cases(self) -> list[str]:
+        """The validation cases scored at each validation point (``eval.max_val_cases`` first ones)."""
+        n = self.cfg.eval.max_val_cases
+        return self.val_ids[:n] if n else self.val_ids
 
     def make_loader(self, stage: Any) -> Iterator[Any]:
-        from uncol.data.sampler import TwoStreamLoader
-
         unl = self.unlabeled_ds if stage.unlabeled_bs > 0 else None
         if stage.unlabeled_bs > 0 and (unl is None or len(unl) == 0):
             raise DataError("no unlabelled training cases: lower data.split.labeled so that some training cases stay unlabelled")
@@ -200,17 +193,18 @@ class RunContext:
         optimizer.step()
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
-        from uncol.eval.evaluate import evaluate_cases
+        """Mean metrics of the prompt-free ``model`` on :attr:`val_cases` (the engine's default validation)."""
+        res = evaluate_cases(model, self.spec, self.val_cases, self.cfg, self.device, progress=False)
+        return {k: float(v) for k, v in res["mean"].items()}
 
-        ids = self.val_ids
-        if self.cfg.eval.max_val_cases:
-            ids = ids[: self.cfg.eval.max_val_cases]
-        res = evaluate_cases(model, self.spec, ids, self.cfg, self.device, progress=False)
+    def validate_prompted(self, teacher: Any, jitter_px: float) -> dict[str, float]:
+        """Mean metrics of a prompted model (a ``Teacher``) on :attr:`val_cases`, prompted with ground-truth
+        boxes jittered by ``jitter_px`` (MedSAM's 1024-px frame; seed 0)."""
+        res = zero_shot(teacher, self.spec, self.val_cases, self.cfg.data, jitter_px, seed=0,
+                        convention=self.cfg.eval.convention, slice_axis=self.cfg.data.slice_axis, progress=False)
         return {k: float(v) for k, v in res["mean"].items()}
 
     def model_checkpoint(self, method: Any) -> dict[str, Any]:
-        from uncol.config import to_dict
-
         return {"config": to_dict(self.cfg), "labels": {str(k): v for k, v in self.spec.labels.items()},
                 "num_classes": self.spec.num_classes, "spatial_dims": self.cfg.data.spatial_dims,
                 "model": {k: v.detach().cpu() for k, v in method.inference_model().state_dict().items()}}
@@ -223,9 +217,7 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
     teacher, every training and validation case) runs before the first file is written, so a
     failing run leaves no run folder (or, with ``--resume``, an unchanged one).
     """
-    from uncol.data.dataset import DatasetSpec
-    from uncol.data.datasets import SegmentationDataset
-
+    check_config(cfg)
     check_out_dir(out)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -244,7 +236,8 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
     method = build_method(cfg, spec.num_classes, cfg.data.spatial_dims, device)
     names = [s.name for s in method.stages()]
     if stages is not None and not set(stages) & set(names):
-        raise ConfigError(f"--stage {', '.join(stages)}: method {cfg.method.name!r} has stages {', '.join(names)}; pick one of those")
+        raise ConfigError(f"--stage {', '.join(stages)}: method {cfg.method.name!r} has stages {', '.join(names)}; "
+                          "pick one of those")
     labeled_ds = SegmentationDataset(spec, split.labeled, cfg.data, train=True, labeled=True)
     unlabeled_ds = (SegmentationDataset(spec, split.unlabeled, cfg.data, train=True, labeled=False)
                     if split.unlabeled else None)
@@ -261,8 +254,7 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
     barrier(dist)
     run = RunContext(cfg=cfg, spec=spec, split=split, method=method, device=device, dist=dist,
                      labeled_ds=labeled_ds, unlabeled_ds=unlabeled_ds, val_ids=val_ids)
-    if hasattr(method, "attach_run"):
-        method.attach_run(run)
+    method.attach_run(run)
     return run
 
 

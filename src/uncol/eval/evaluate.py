@@ -10,10 +10,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from uncol.config import Config, from_dict
-from uncol.engine.checkpoint import load_checkpoint, load_state_strict
-from uncol.engine.io import atomic_write_json
+from uncol.data.dataset import DatasetSpec
+from uncol.data.datasets import load_case
+from uncol.data.io import read_image, write_like
+from uncol.data.splits import Split
+from uncol.data.transforms import normalize
 from uncol.errors import DataError
 from uncol.eval.inference import predict_probs
+from uncol.eval.metrics import MetricAccumulator
+from uncol.models import build_model
+from uncol.pseudo.uncertainty import entropy
+from uncol.runtime import (
+    atomic_write_json,
+    load_checkpoint,
+    load_state_strict,
+    prepare_out_dir,
+    resolve_device,
+)
 
 
 def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config, device: torch.device,
@@ -22,10 +35,6 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
 
     Distances are in mm from each case's spacing (``eval.convention`` = standard) or in voxels (medpy).
     """
-    from uncol.data.datasets import load_case
-    from uncol.data.io import write_like
-    from uncol.eval.metrics import MetricAccumulator
-
     names = [spec.labels[i] for i in sorted(spec.labels)]
     acc = MetricAccumulator(spec.num_classes, names, convention=cfg.eval.convention)
     for cid in tqdm(case_ids, desc="evaluate", disable=not progress, dynamic_ncols=True):
@@ -42,8 +51,6 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
 
 def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Module, Config, dict]:
     """Rebuild the inference network from a checkpoint (its config inside) and load it strictly."""
-    from uncol.models import build_model
-
     ckpt = load_checkpoint(path)
     cfg = from_dict(Config, ckpt["config"])
     model = build_model(cfg.model, spatial_dims=ckpt["spatial_dims"], num_classes=ckpt["num_classes"])
@@ -53,8 +60,6 @@ def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Mo
 
 def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
     """Case ids of ``split`` (train/val/test/labeled/unlabeled from ``split_file``, or ``all``)."""
-    from uncol.data.splits import Split
-
     ids = [c.id for c in spec.cases]
     if split != "all":
         sf = Path(split_file)
@@ -73,9 +78,6 @@ def checkpoint_and_cases(checkpoint: str | Path, data: str | Path, split: str, s
     """What ``evaluate``/``uncertainty`` start from: the network of a checkpoint, its config, the dataset
     (same labels required) and the case ids of ``split`` (from ``split_file``, else ``split.json`` beside
     the checkpoint)."""
-    from uncol.data.dataset import DatasetSpec
-    from uncol.engine.setup import resolve_device
-
     dev = resolve_device(device)
     model, cfg, ckpt = model_from_checkpoint(checkpoint, dev)
     spec = DatasetSpec.load(Path(data))
@@ -94,8 +96,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
     The split comes from ``split_file`` if given, else ``split.json`` beside the checkpoint, else every
     labelled case of the dataset (``--split all``).
     """
-    from uncol.engine.setup import prepare_out_dir
-
     model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
     outp = Path(out)
     prepare_out_dir(outp)
@@ -112,11 +112,6 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
 
     Outputs keep the input's geometry (NIfTI affine, PNG size). Entropy is in nats, ``[0, ln K]``.
     """
-    from uncol.data.io import read_image, write_like
-    from uncol.data.transforms import normalize
-    from uncol.engine.setup import prepare_out_dir, resolve_device
-    from uncol.pseudo.uncertainty import entropy
-
     dev = resolve_device(device)
     model, cfg, _ = model_from_checkpoint(checkpoint, dev)
     outp = Path(output)

@@ -112,6 +112,6 @@ def evaluate_masks(
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
     """Write a ``metrics.json`` atomically (no partial file on failure)."""
-    from uncol.engine.io import atomic_write_json
+    from uncol.runtime import atomic_write_json
 
     atomic_write_json(Path(path), dict(metrics))

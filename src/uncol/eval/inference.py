@@ -18,7 +18,9 @@ def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
     """x (B,C,*S) -> (B,C,*size)."""
     if tuple(x.shape[2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode=mode, align_corners=False) if mode != "nearest" else F.interpolate(x, size=size, mode=mode)
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode=mode)
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
 def _lin(nd: int) -> str:

@@ -28,7 +28,7 @@ def _figure(w: float, h: float, ncols: int = 1, nrows: int = 1) -> tuple[Any, An
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    from uncol.engine.io import atomic_write
+    from uncol.runtime import atomic_write
 
     p = Path(path)
     atomic_write(p, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))

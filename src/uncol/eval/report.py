@@ -135,7 +135,7 @@ def _checkpoint(folder: Path) -> Path | None:
 def build_report(folder: str | Path, out: str | Path | None = None, data: str | Path | None = None,
                  split: str = "test", device: str = "auto", overlays: bool = True) -> Path:
     """Write ``OUT/report.html`` (default ``OUT = FOLDER/report``) and its PNGs; returns the HTML path."""
-    from uncol.engine.io import atomic_write_text
+    from uncol.runtime import atomic_write_text
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -227,8 +227,8 @@ def _uncertainty_section(page: _Page, res: dict[str, Any], src: Path, outp: Path
 def _load_for_overlays(ckpt: Path, data: str | Path | None, device: str) -> tuple | None:
     """(model, cfg, spec, device) for the checkpoint's dataset, or None when its data folder is absent."""
     from uncol.data.dataset import DatasetSpec
-    from uncol.engine.setup import resolve_device
     from uncol.eval.evaluate import model_from_checkpoint
+    from uncol.runtime import resolve_device
 
     dev = resolve_device(device)
     model, cfg, _ = model_from_checkpoint(ckpt, dev)
@@ -241,8 +241,8 @@ def _load_for_overlays(ckpt: Path, data: str | Path | None, device: str) -> tupl
 
 
 def _evaluate(bits: tuple, folder: Path, split: str, outp: Path) -> dict[str, Any]:
-    from uncol.engine.io import atomic_write_json
     from uncol.eval.evaluate import evaluate_cases, split_case_ids
+    from uncol.runtime import atomic_write_json
 
     model, cfg, spec, dev, ckpt = bits
     ids = split_case_ids(spec, split, folder / "split.json")

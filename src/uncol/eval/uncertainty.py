@@ -14,7 +14,8 @@ voxels into the measures of :mod:`uncol.eval.calibration`:
   AURC, next to the AURC of a perfect score (``optimal_aurc``) and of a random one (the error rate).
 
 Voxel subsampling: each case keeps at most ``max_voxels // n_cases`` voxels (all of a smaller case),
-drawn without replacement by a generator seeded with ``seed + case index`` (deterministic). Logits for the energy score come from the same
+drawn without replacement by a generator seeded with ``seed + case index`` (deterministic).
+Logits for the energy score come from the same
 ``predict_probs`` through an extra constant-zero output channel: ``log p_k - log p_zero = logit_k``
 exactly (resizing and sliding-window blending are linear, so the zero channel stays zero), up to
 float32 rounding for logits within about ±80.
@@ -185,10 +186,9 @@ def uncertainty_checkpoint(checkpoint: str | Path, data: str | Path, out: str | 
                            max_voxels: int = 2_000_000, seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
     """``uncol uncertainty``: analyse a checkpoint on a split; writes ``OUT/uncertainty.json``,
     ``OUT/reliability.png`` and ``OUT/risk_coverage.png``. Split resolution as ``uncol evaluate``."""
-    from uncol.engine.io import atomic_write_json
-    from uncol.engine.setup import prepare_out_dir
     from uncol.eval.evaluate import checkpoint_and_cases
     from uncol.eval.plots import plot_reliability, plot_risk_coverage
+    from uncol.runtime import atomic_write_json, prepare_out_dir
 
     model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
     outp = Path(out)

@@ -2,7 +2,9 @@
 
 A method owns the student and whatever else it trains or keeps (EMA teacher, projectors) and may hold a
 frozen generalized teacher. The loop asks it for its stages, gives it batches, steps the optimiser and
-calls :meth:`Method.after_step`. ``train_step`` returns the loss and its named parts.
+calls :meth:`Method.after_step`. ``train_step`` returns the loss and its named parts. The engine calls
+every hook declared here unconditionally (:meth:`attach_run`, :meth:`begin_stage`, :meth:`after_step`,
+:meth:`validates`, :meth:`validate`); the defaults do nothing.
 """
 from __future__ import annotations
 
@@ -47,10 +49,12 @@ class MethodContext:
 
 
 class Method(nn.Module):
-    """Base class. Subclasses set ``Params`` (a dataclass validated from ``method.params``)."""
+    """Base class. Subclasses set ``Params`` (a dataclass validated from ``method.params`` when the config is
+    checked, ``uncol.engine.setup.check_config``)."""
 
     Params: type = object
     needs_teacher: bool = False
+    uses_model_config: bool = True  # False: the trained network is not ``config.model`` (fine-tuned SAM)
 
     def __init__(self, ctx: MethodContext, params: Any) -> None:
         super().__init__()
@@ -70,6 +74,23 @@ class Method(nn.Module):
     def stages(self) -> list[StagePlan]:
         t = self.cfg.train
         return [StagePlan("main", t.iterations, t.batch_size, 0)]
+
+    # -- hooks the engine calls (defaults: nothing to do) ------------------------------------------
+    def attach_run(self, run: Any) -> None:
+        """Called once by the engine after the run is built (datasets, device, split), before any stage.
+
+        ``run`` is the engine's ``RunContext`` (``labeled_ds``, ``unlabeled_ds``, ``spec``, ``progress``, ...);
+        e.g. UnCoL fills the teacher feature cache from its datasets here."""
+
+    def validates(self) -> bool:
+        """Whether the engine validates this method during training (False: ``best.pt`` = the final model)."""
+        return True
+
+    def validate(self, run: Any) -> dict[str, float] | None:
+        """Validation metrics of the current model (``dice`` among them), called on rank 0 at each
+        validation point; None (the default) lets the engine score :meth:`inference_model` prompt-free on
+        the run's validation cases (``run.validate``)."""
+        return None
 
     def begin_stage(self, name: str, resumed: bool = False) -> None:
         """Called by the loop before the first step of stage ``name``; ``resumed`` when its state came from a checkpoint."""

@@ -20,8 +20,8 @@ config is ignored: the method's "student" is the fine-tuned SAM.
 Loss (ours): the teacher's multi-class probabilities (one box per present class, background
 ``prod(1 - p_c)``, renormalised; SPEC §3) scored by ``0.5 (CE + Dice)`` through ``log p`` — for one
 class this is MedSAM's BCE + Dice. Prompted inference is not ``forward(x) -> logits``: these
-checkpoints are scored by :func:`evaluate_prompted` (``uncol bench`` does so for every method whose
-class has ``prompted_eval = True``), which reuses :func:`uncol.teachers.zero_shot.zero_shot`.
+checkpoints are scored by :func:`uncol.eval.prompted.evaluate_prompted` (``uncol bench`` does so for every
+method whose class has ``prompted_eval = True``), which reuses :func:`uncol.eval.prompted.zero_shot`.
 ``peft`` was not used: it installs beside our torch but pulls in transformers/accelerate/tokenizers
 and renames the state-dict keys; the adapter below is 30 lines.
 """
@@ -30,19 +30,19 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from uncol.config import Config, from_dict
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.losses.segmentation import ce_loss, dice_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StepOutput
 from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
+from uncol.teachers.cache import CachedTeacher
+from uncol.teachers.prompts import make_prompts
 
 SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
 
@@ -93,7 +93,7 @@ class FinetuneParams:
 
 class PromptedModel(Teacher):
     """``encoder.encode`` + ``decoder.decode`` with the images moved to ``device``: a (fine-tuned) SAM as
-    the teacher that :func:`uncol.teachers.zero_shot.zero_shot` scores (it leaves images on the CPU)."""
+    the teacher that :func:`uncol.eval.prompted.zero_shot` scores (it leaves images on the CPU)."""
 
     def __init__(self, encoder: Teacher, decoder: Teacher, device: torch.device) -> None:
         super().__init__()
@@ -119,6 +119,7 @@ class FinetuneSAM(Method):
 
     Params = FinetuneParams
     needs_teacher = True
+    uses_model_config = False  # the network trained is a copy of the teacher
     prompted_eval = True  # score with evaluate_prompted, not the prompt-free evaluate_checkpoint
     encoder_frozen = False  # True: training encodes through the frozen (cached) teacher
 
@@ -143,12 +144,15 @@ class FinetuneSAM(Method):
 
     # -- run hooks ---------------------------------------------------------------------------------
     def attach_run(self, run: Any) -> None:
-        """Swap the run's prompt-free validation for prompted validation (or none)."""
+        """Keep the run: its labelled dataset fills the teacher cache (:meth:`begin_stage`)."""
         self._run = [run]
-        if self.params.validate:
-            run.validate = self._validate
-        else:
-            run.val_ids = []
+
+    def validates(self) -> bool:
+        return self.params.validate
+
+    def validate(self, run: Any) -> dict[str, float]:
+        """Prompted validation: ground-truth boxes (``eval_jitter_px``) on the run's validation cases."""
+        return run.validate_prompted(self.prompted_teacher(), self.params.eval_jitter_px)
 
     def begin_stage(self, name: str, resumed: bool = False) -> None:
         super().begin_stage(name, resumed)
@@ -158,8 +162,6 @@ class FinetuneSAM(Method):
 
     def _fill_cache(self) -> None:
         """Encode the labelled training images once when the cache can serve every later step."""
-        from uncol.teachers.cache import CachedTeacher
-
         run = self._run[0] if getattr(self, "_run", None) else None
         d = self.cfg.data
         if run is None or not isinstance(self.teacher, CachedTeacher) or d.augment.enabled or d.mode == "patch":
@@ -176,19 +178,8 @@ class FinetuneSAM(Method):
         enc = self.teacher if self.encoder_frozen else self.student
         return PromptedModel(enc, self.student, self._device())
 
-    def _validate(self, model: nn.Module) -> dict[str, float]:
-        from uncol.teachers.zero_shot import zero_shot
-
-        run = self._run[0]
-        ids = run.val_ids[: self.cfg.eval.max_val_cases] if self.cfg.eval.max_val_cases else run.val_ids
-        res = zero_shot(self.prompted_teacher(), run.spec, ids, self.cfg.data, self.params.eval_jitter_px, seed=0,
-                        convention=self.cfg.eval.convention, slice_axis=self.cfg.data.slice_axis, progress=False)
-        return {k: float(v) for k, v in res["mean"].items()}
-
     # -- training ----------------------------------------------------------------------------------
     def train_step(self, batch: Batch, it: int, total: int) -> StepOutput:
-        from uncol.teachers.prompts import make_prompts
-
         x, y = batch.labeled["image"], batch.labeled["label"]
         prompts = make_prompts(y, self.num_classes, "box", jitter_px=self.params.train_jitter_px, generator=self._gen)
         if self.encoder_frozen:
@@ -248,75 +239,4 @@ class FinetuneLoRA(FinetuneSAM):
 
 
 def _unwrap(teacher: nn.Module | None) -> nn.Module | None:
-    from uncol.teachers.cache import CachedTeacher
-
     return teacher.teacher if isinstance(teacher, CachedTeacher) else teacher
-
-
-# ------------------------------------------------------------------------------------------ evaluation
-def is_prompted(method_name: str) -> bool:
-    """Whether checkpoints of ``method_name`` need prompts at inference (score with :func:`evaluate_prompted`)."""
-    return bool(getattr(METHODS.get(method_name), "prompted_eval", False))
-
-
-def load_prompted(checkpoint: str | Path, device: torch.device,
-                  cache_dir: str | Path | None = None) -> tuple[Teacher, Config, dict]:
-    """The fine-tuned SAM of a checkpoint as a teacher (frozen) on ``device``, its config and the checkpoint.
-
-    With ``cache_dir`` and a frozen encoder (``finetune_decoder``), image features come from (and go
-    to) the teacher feature cache shared with zero-shot runs: the encoder's weights are the teacher's.
-    """
-    from uncol.engine.checkpoint import load_checkpoint, load_state_strict
-    from uncol.teachers import build_teacher
-    from uncol.teachers.cache import CachedTeacher
-
-    ckpt = load_checkpoint(checkpoint)
-    cfg = from_dict(Config, ckpt["config"])
-    cls = METHODS.get(cfg.method.name)
-    if not getattr(cls, "prompted_eval", False):
-        raise ConfigError(f"checkpoint {str(checkpoint)!r} is a {cfg.method.name!r} model: score it with uncol evaluate")
-    params = from_dict(cls.Params, cfg.method.params, prefix="method.params")
-    sam = build_teacher(replace(cfg.teacher, mode="online"), 2)
-    cls.prepare_model(sam, params)
-    load_state_strict(sam, ckpt["model"], f"checkpoint {str(checkpoint)!r}")
-    sam.freeze().to(device)  # freeze() also refreshes TinyViT's cached attention biases
-    enc: Teacher = CachedTeacher(sam, cache_dir) if (cache_dir and cls.encoder_frozen) else sam
-    return PromptedModel(enc, sam, device), cfg, ckpt
-
-
-def evaluate_prompted(checkpoint: str | Path, data: str | Path, out: str | Path, split: str = "test",
-                      device: str = "auto", split_file: str | Path | None = None, jitter_px: float | None = None,
-                      cache_dir: str | Path | None = None, progress: bool = True, limit: int = 0) -> dict[str, Any]:
-    """Score a fine-tuned SAM checkpoint prompted with ground-truth boxes; writes ``OUT/metrics.json``.
-
-    The split comes from ``split_file`` or ``split.json`` beside the checkpoint (``split="all"``: every
-    case); ``limit`` > 0 keeps its first cases. ``jitter_px`` defaults to the run's
-    ``method.params.eval_jitter_px`` (0: tight boxes).
-    """
-    from uncol.data import DatasetSpec, Split
-    from uncol.engine.io import atomic_write_json
-    from uncol.engine.setup import prepare_out_dir, resolve_device
-    from uncol.errors import DataError
-    from uncol.teachers.zero_shot import zero_shot
-
-    dev = resolve_device(device)
-    teacher, cfg, _ = load_prompted(checkpoint, dev, cache_dir)
-    spec = DatasetSpec.load(Path(data))
-    ids = [c.id for c in spec.cases]
-    if split != "all":
-        sf = Path(split_file) if split_file else Path(checkpoint).parent / "split.json"
-        if not sf.is_file():
-            raise DataError(f"split file {str(sf)!r} not found; pass split_file or split='all'")
-        ids = list(getattr(Split.load(sf), split))
-    ids = ids[:limit] if limit > 0 else ids
-    if not ids:
-        raise DataError(f"split {split!r} of {str(data)!r} is empty; choose another split")
-    params = from_dict(METHODS.get(cfg.method.name).Params, cfg.method.params, prefix="method.params")
-    jit = params.eval_jitter_px if jitter_px is None else jitter_px
-    res = zero_shot(teacher, spec, ids, cfg.data, jit, seed=0, convention=cfg.eval.convention,
-                    slice_axis=cfg.data.slice_axis, progress=progress)
-    res.update(checkpoint=str(checkpoint), split=split, prompt=f"ground-truth boxes, jitter {jit:g} px (1024 frame)")
-    outp = Path(out)
-    prepare_out_dir(outp)
-    atomic_write_json(outp / "metrics.json", res)
-    return res

@@ -4,7 +4,7 @@ The teacher never changes, so the features of a training image are computed once
 epochs, runs and methods; only the cheap prompt encoder + mask decoder run during training.
 
 Layout: ``<root>/<TeacherClass>-<hash(fingerprint)>/<ab>/<image-hash>.pt``, one file per image, fp16
-tensors written atomically (``uncol.engine.io``) and read with ``torch.load(weights_only=True)``.
+tensors written atomically (``uncol.runtime``) and read with ``torch.load(weights_only=True)``.
 The fingerprint (``Teacher.fingerprint()``) holds the teacher name, the checkpoint's SHA-256 and the
 preprocessing, so new weights or preprocessing land in a new folder; the image hash is the SHA-256 of
 the image tensor (shape, dtype and values) given to ``encode``. Every file also stores its full key;
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from uncol.engine.io import atomic_torch_save
+from uncol.runtime import atomic_torch_save
 from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -34,7 +34,7 @@ WHAT = "LiteMedSAM (lite_medsam.pth)"
 @dataclass(frozen=True)
 class LiteMedSAMParams:
     stages: tuple[int, ...] = (1, 2, 3)  # TinyViT stages giving the visual features (ours, SPEC §2.1)
-    resample: str = "bicubic"  # image resize to 256: bicubic | bilinear | bilinear_aa | area (ours)
+    resample: Literal["bicubic", "bilinear", "bilinear_aa", "area"] = "bicubic"  # ours: image resize to 256
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -36,8 +37,8 @@ WHAT = "MedSAM ViT-B (medsam_vit_b.pth)"
 class MedSAMParams:
     blocks: tuple[int, ...] = (4, 8, 12)  # 1-indexed ViT blocks of the layer map (paper: 1→4, 2→8, 3→12)
     img_size: int = 1024  # the official weights need 1024
-    resize: str = "stretch"  # stretch (MedSAM inference) | longest (pad)
-    resample: str = "bicubic"  # bicubic | bilinear | bilinear_aa | area
+    resize: Literal["stretch", "longest"] = "stretch"  # MedSAM's inference: stretch; longest: pad
+    resample: Literal["bicubic", "bilinear", "bilinear_aa", "area"] = "bicubic"  # ours
 
 
 @TEACHERS.register("medsam_vit_b")

@@ -92,7 +92,8 @@ class SamTeacher2D(Teacher):
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
     def fingerprint(self) -> str:
-        return f"{type(self).__name__}|ckpt={self.checkpoint_id}|size={self.img_size}|resize={self.resize}|resample={self.resample}|minmax01"
+        return (f"{type(self).__name__}|ckpt={self.checkpoint_id}|size={self.img_size}|resize={self.resize}"
+                f"|resample={self.resample}|minmax01")
 
     # --- the two calls ------------------------------------------------------------------------
     def _encode_input(self, x: Tensor) -> tuple[list[Tensor], Tensor]:

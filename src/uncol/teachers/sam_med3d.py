@@ -28,15 +28,15 @@ zero low-resolution mask prompt that the official first click gets (``mask_input
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from uncol.errors import CheckpointError, ConfigError
+from uncol.errors import ConfigError
 from uncol.teachers.base import (
     TEACHERS,
     ClassPrompts,
@@ -45,7 +45,7 @@ from uncol.teachers.base import (
     TeacherOutput,
     combine_class_probs,
 )
-from uncol.teachers.checkpoints import file_sha256, load_strict
+from uncol.teachers.checkpoints import file_sha256, load_strict, read_state_dict, training_globals
 from uncol.teachers.sam3d.model import Sam3D, Sam3DConfig, decode_prompts
 from uncol.teachers.weights import resolve_checkpoint
 
@@ -53,55 +53,20 @@ WHERE = ("https://github.com/uni-medical/SAM-Med3D (README 'Checkpoint': sam_med
          "blueyo0/SAM-Med3D or Google Drive; the original sam_med3d.pth likewise), or run "
          "`uncol weights fetch sam_med3d_turbo`")
 WHAT = "SAM-Med3D vit_b_ori (sam_med3d_turbo.pth / sam_med3d.pth)"
-INTENSITY = ("above_min", "positive", "all")
 
 
 @dataclass(frozen=True)
 class SamMed3DParams:
     blocks: tuple[int, ...] = (4, 8, 12)  # 1-indexed ViT blocks of the layer map (paper: 1→4, 2→8, 3→12)
-    intensity: str = "above_min"  # z-score mask: above_min (ours) | positive (official on raw data) | all
-    mask_input: str = "zeros"  # zeros (official first click) | none (no_mask_embed)
-
-
-def _safe_globals() -> list:
-    """The non-tensor objects an official training checkpoint pickles (args, numpy loss values)."""
-    allowed: list = [argparse.Namespace]
-    try:
-        import numpy as np
-
-        core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
-        scalar = core.multiarray.scalar
-        allowed += [np.dtype, scalar] + [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    except Exception:  # noqa: BLE001 - numpy absent or moved: the plain safe loader still runs
-        return allowed
-    return allowed
+    # z-score mask: above_min (ours) | positive (official on raw data) | all
+    intensity: Literal["above_min", "positive", "all"] = "above_min"
+    mask_input: Literal["zeros", "none"] = "zeros"  # official: zeros (the first click); none: no_mask_embed
 
 
 def read_sam_med3d_state(path: str | Path | None) -> dict[str, Tensor]:
     """The model weights of an official SAM-Med3D file (``model_state_dict`` or a plain state dict)."""
-    if path is None or not Path(path).is_file():
-        raise CheckpointError(f"{WHAT} checkpoint {str(path)!r} not found; download it from {WHERE} "
-                              "and set teacher.checkpoint to its path")
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means the file cannot be used safely
-        try:
-            names = ", ".join(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))[:5])
-        except Exception:  # noqa: BLE001 - not even a zip checkpoint
-            names = (str(e).splitlines() or [type(e).__name__])[0][:120]
-        raise CheckpointError(
-            f"{WHAT} checkpoint {str(path)!r} cannot be read with weights_only=True ({names}); if you trust it, "
-            "extract the weights once with python -c \"import torch; ck = torch.load('IN', weights_only=False); "
-            "torch.save(ck.get('model_state_dict', ck), 'OUT')\" and set teacher.checkpoint to OUT; "
-            f"official files: {WHERE}"
-        ) from None
-    if isinstance(obj, dict) and "model_state_dict" in obj:
-        obj = obj["model_state_dict"]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError(f"{WHAT} checkpoint {str(path)!r} holds no state dict of tensors (neither itself "
-                              f"nor under 'model_state_dict'); use the official file from {WHERE}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP-saved copies
+    return read_state_dict(path, WHAT, WHERE, inner_key="model_state_dict", allowed_globals=training_globals(),
+                           strip_prefix="module.")
 
 
 @TEACHERS.register("sam_med3d")
@@ -120,11 +85,6 @@ class SamMed3DTeacher(Teacher):
         if any(not 1 <= b <= arch.depth for b in params.blocks):
             raise ConfigError(f"config key 'teacher.params.blocks' must be 1-indexed ViT blocks 1..{arch.depth}, "
                               f"got {list(params.blocks)}")
-        if params.intensity not in INTENSITY:
-            raise ConfigError(f"config key 'teacher.params.intensity' must be one of {list(INTENSITY)}, "
-                              f"got {params.intensity!r}")
-        if params.mask_input not in ("zeros", "none"):
-            raise ConfigError(f"config key 'teacher.params.mask_input' must be 'zeros' or 'none', got {params.mask_input!r}")
         state = read_sam_med3d_state(checkpoint)  # fails first, before building 100 M parameters
         sam = Sam3D(arch)
         self.image_encoder, self.prompt_encoder, self.mask_decoder = sam.image_encoder, sam.prompt_encoder, sam.mask_decoder

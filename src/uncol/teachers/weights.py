@@ -18,6 +18,8 @@ from pathlib import Path
 
 from uncol.errors import CheckpointError
 from uncol.registry import Registry
+from uncol.runtime import cache_root
+from uncol.teachers.checkpoints import read_state_dict, training_globals
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,9 @@ WEIGHTS: Registry[WeightsInfo] = Registry("weights")
 
 
 def _verify_sam_med3d(path: Path) -> None:
-    """The file loads with the safe SAM-Med3D reader and holds its three modules' keys."""
-    from uncol.teachers.sam_med3d import read_sam_med3d_state
-
-    keys = read_sam_med3d_state(path).keys()
+    """The file loads with the safe reader (as the SAM-Med3D teacher reads it) and holds its three modules' keys."""
+    keys = read_state_dict(path, "SAM-Med3D", "https://github.com/uni-medical/SAM-Med3D", inner_key="model_state_dict",
+                           allowed_globals=training_globals(), strip_prefix="module.").keys()
     for prefix in ("image_encoder.", "prompt_encoder.", "mask_decoder."):
         if not any(k.startswith(prefix) for k in keys):
             raise CheckpointError(f"{path} has no '{prefix}*' weights: it is not a SAM-Med3D checkpoint")
@@ -73,8 +74,9 @@ WEIGHTS.register("sam_med3d_turbo")(WeightsInfo(
 
 
 def weights_dir() -> Path:
-    """``$UNCOL_WEIGHTS``, else ``~/.cache/uncol/weights``."""
-    return Path(os.environ.get("UNCOL_WEIGHTS") or Path.home() / ".cache" / "uncol" / "weights")
+    """``$UNCOL_WEIGHTS``, else ``<cache root>/weights`` (``$XDG_CACHE_HOME/uncol/weights``, else
+    ``~/.cache/uncol/weights``; the teacher feature cache's root, :func:`uncol.runtime.cache_root`)."""
+    return Path(os.environ.get("UNCOL_WEIGHTS") or cache_root() / "weights")
 
 
 def weights_for_teacher(teacher: str) -> list[WeightsInfo]:
@@ -110,7 +112,7 @@ def fetch_weights(name: str, dest_dir: str | Path | None = None, *, url: str | N
     ``url`` replaces the official mirrors (a local copy: ``file:///...``). A file already there that passes
     the check is kept as it is.
     """
-    from uncol.data.prepare.common import download
+    from uncol.data.prepare.download import download
 
     info = WEIGHTS.get(name)
     dest = Path(dest_dir or weights_dir()) / info.filename

@@ -10,15 +10,12 @@ Each preparer is registered in ``PREPARERS`` under its name and has the signatur
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from uncol.data.prepare import imagetbad, msd, oasis2d, pancreas_ct  # noqa: F401  (fill PREPARERS)
+from uncol.data.prepare.common import PREPARERS
 from uncol.errors import ConfigError
-from uncol.registry import Registry
-
-Preparer = Callable[..., Path]
-PREPARERS: Registry[Preparer] = Registry("dataset preparer")
 
 _COMMON = ("raw_dir", "out_dir", "download", "seed")
 
@@ -45,7 +42,5 @@ def prepare(name: str, raw_dir: str | Path, out_dir: str | Path, download: bool 
                           f"known: {', '.join(sorted(known)) or 'none'}")
     return fn(Path(raw_dir), Path(out_dir), download=download, seed=seed, **opts)
 
-
-from uncol.data.prepare import imagetbad, msd, oasis2d, pancreas_ct  # noqa: F401  (fills PREPARERS)
 
 __all__ = ["PREPARERS", "options", "prepare"]

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-from uncol.data.prepare import PREPARERS
+
 from uncol.data.prepare.common import (
+    PREPARERS,
     as_label,
     check_label_values,
     load_nifti,

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-from uncol.data.prepare import PREPARERS
+
 from uncol.data.prepare.common import (
+    PREPARERS,
     as_label,
     check_label_values,
-    extract_tar,
     nifti_errors,
     short_list,
     staged_output,
@@ -33,8 +33,9 @@ from uncol.data.prepare.common import (
     write_info,
     write_split_files,
 )
-from uncol.data.prepare.common import download as fetch
-from uncol.engine.io import atomic_write_json
+from uncol.data.prepare.download import download as fetch
+from uncol.data.prepare.download import extract_tar
+from uncol.runtime import atomic_write_json
 from uncol.errors import ConfigError, DataError
 
 MIRROR = "https://msd-for-monai.s3-us-west-2.amazonaws.com/{task}.tar"

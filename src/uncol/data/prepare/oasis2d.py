@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-from uncol.data.prepare import PREPARERS
+
 from uncol.data.prepare.common import (
+    PREPARERS,
     as_label,
-    extract_tar,
     load_nifti,
     require_count,
     resize,
@@ -38,7 +38,8 @@ from uncol.data.prepare.common import (
     write_info,
     write_split_files,
 )
-from uncol.data.prepare.common import download as fetch
+from uncol.data.prepare.download import download as fetch
+from uncol.data.prepare.download import extract_tar
 from uncol.errors import DataError
 
 URL = "https://surfer.nmr.mgh.harvard.edu/ftp/data/neurite/data/neurite-oasis.2d.v1.0.tar"
@@ -113,6 +114,27 @@ def _squeeze2d(a: np.ndarray, path: Path) -> np.ndarray:
     return a
 
 
+def _write_case(src: Path, tmp: Path, sid: str, mapping: dict[int, int], lut_max: int, lut_name: str,
+                size: int) -> dict[str, Any]:
+    """Read one subject's slice and seg24 map, write the image and the class label resized to ``size``²."""
+    img, aff = load_nifti(src / "slice_norm.nii.gz")
+    seg, _ = load_nifti(src / "slice_seg24.nii.gz")
+    img = _squeeze2d(img, src / "slice_norm.nii.gz").astype(np.float32)
+    seg = as_label(_squeeze2d(seg, src / "slice_seg24.nii.gz"), src / "slice_seg24.nii.gz")
+    if seg.shape != img.shape:
+        raise DataError(f"{src}: slice_seg24 {seg.shape} and slice_norm {img.shape} differ; re-extract the subject")
+    if seg.min() < 0 or seg.max() > lut_max:
+        raise DataError(f"{src / 'slice_seg24.nii.gz'} has values outside 0..{lut_max} of {lut_name}")
+    label = np.zeros(seg.shape, np.uint8)
+    for cls, idx in mapping.items():
+        label[seg == idx] = cls
+    out_shape = (size, size)
+    affine = resized_affine(aff, img.shape, out_shape)
+    save_nifti(tmp / "imagesTr" / f"{sid}.nii.gz", resize(img, out_shape, 1).astype(np.float32), affine)
+    save_nifti(tmp / "labelsTr" / f"{sid}.nii.gz", resize(label, out_shape, 0).astype(np.uint8), affine)
+    return {"raw_shape": img.shape, "shape": out_shape, "spacing": spacing_of(affine, 2)}
+
+
 @PREPARERS.register("oasis2d")
 def prepare_oasis2d(raw_dir: Path, out_dir: Path, *, download: bool = False, seed: int = 0,
                     size: int = 256, labeled_fractions: tuple[float, ...] = (0.05, 0.10),
@@ -142,25 +164,8 @@ def prepare_oasis2d(raw_dir: Path, out_dir: Path, *, download: bool = False, see
     mapping = seg24_mapping(lut_path)
     lut_max = max(read_lut(lut_path).values())
 
-    cases = {}
     with staged_output(out_dir, overwrite) as tmp:
-        for sid in subjects:
-            img, aff = load_nifti(root / sid / "slice_norm.nii.gz")
-            seg, _ = load_nifti(root / sid / "slice_seg24.nii.gz")
-            img = _squeeze2d(img, root / sid / "slice_norm.nii.gz").astype(np.float32)
-            seg = as_label(_squeeze2d(seg, root / sid / "slice_seg24.nii.gz"), root / sid / "slice_seg24.nii.gz")
-            if seg.shape != img.shape:
-                raise DataError(f"{root / sid}: slice_seg24 {seg.shape} and slice_norm {img.shape} differ; re-extract the subject")
-            if seg.min() < 0 or seg.max() > lut_max:
-                raise DataError(f"{root / sid / 'slice_seg24.nii.gz'} has values outside 0..{lut_max} of {lut_path.name}")
-            label = np.zeros(seg.shape, np.uint8)
-            for cls, idx in mapping.items():
-                label[seg == idx] = cls
-            out_shape = (size, size)
-            affine = resized_affine(aff, img.shape, out_shape)
-            save_nifti(tmp / "imagesTr" / f"{sid}.nii.gz", resize(img, out_shape, 1).astype(np.float32), affine)
-            save_nifti(tmp / "labelsTr" / f"{sid}.nii.gz", resize(label, out_shape, 0).astype(np.uint8), affine)
-            cases[sid] = {"raw_shape": img.shape, "shape": out_shape, "spacing": spacing_of(affine, 2)}
+        cases = {sid: _write_case(root / sid, tmp, sid, mapping, lut_max, lut_path.name, size) for sid in subjects}
         labels = {0: "background", **{c: n for c, (n, _) in CLASSES.items()}}
         write_dataset_json(tmp, name="OASIS2D", description="neurite-oasis 2D coronal slices: thalamus and hippocampus",
                            labels=labels, case_ids=subjects, ndim=2, modality="MRI",

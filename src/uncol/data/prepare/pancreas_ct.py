@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-from uncol.data.prepare import PREPARERS
+
 from uncol.data.prepare.common import (
+    PREPARERS,
     as_label,
     check_label_values,
     cropped_affine,
@@ -43,7 +44,7 @@ from uncol.data.prepare.common import (
     write_dataset_json,
     write_info,
 )
-from uncol.engine.io import atomic_write_json
+from uncol.runtime import atomic_write_json
 from uncol.errors import DataError
 
 # ycwu1997/MC-Net, MC-Net/data/Pancreas/train.list (commit 39a50864a607fb6e664de0dd6a17ab2ba929ace3), in order.

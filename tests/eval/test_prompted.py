@@ -1,7 +1,6 @@
-"""Zero-shot scoring: tight boxes on rectangles give Dice 1 with the exact fake teacher; 3D via slices."""
+"""Prompted evaluation (zero-shot scoring): tight boxes on rectangles give Dice 1 with the exact fake teacher; 3D via slices."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -9,8 +8,8 @@ import torch
 from PIL import Image
 
 from uncol.config import DataConfig
-from uncol.data import DatasetSpec, import_folder
-from uncol.teachers.zero_shot import predict_case, zero_shot, zero_shot_command
+from uncol.data import import_folder
+from uncol.eval.prompted import predict_case, zero_shot, zero_shot_dataset
 
 
 def _dataset_2d(tmp_path):
@@ -45,10 +44,12 @@ def test_zero_shot_3d_volume_as_slices(fake_teacher) -> None:
 
 def test_command_writes_metrics_json(tmp_path, monkeypatch, fake_teacher) -> None:
     spec = _dataset_2d(tmp_path)
-    monkeypatch.setattr("uncol.teachers.build_teacher", lambda cfg, dims: fake_teacher)
-    a = argparse.Namespace(teacher="fake", checkpoint=None, data=str(spec.root), split=None, split_file=None,
-                           jitter=0.0, seed=0, out=str(tmp_path / "out"), limit=1)
-    res = zero_shot_command(a)
+    before = sorted(p.relative_to(spec.root) for p in spec.root.rglob("*"))
+    monkeypatch.setattr("uncol.eval.prompted.build_teacher", lambda cfg, dims: fake_teacher)
+    res = zero_shot_dataset("fake", spec.root, tmp_path / "out", limit=1)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["num_cases"] == 1 == res["num_cases"] and saved["mean"]["dice"] == 1.0
-    assert isinstance(DatasetSpec.load(spec.root), DatasetSpec)
+    # limit=1 keeps the dataset's first case, the teacher is named, and the dataset folder is left as it was
+    assert [c["case"] for c in saved["per_case"]] == spec.case_ids[:1]
+    assert saved["teacher"] == fake_teacher.fingerprint() and saved["jitter_px"] == 0.0
+    assert sorted(p.relative_to(spec.root) for p in spec.root.rglob("*")) == before

@@ -1,12 +1,10 @@
-"""The ``uncol bench`` subcommand (registered at import; ``uncol.cli_extra`` imports this module)."""
+"""``uncol bench``: a grid of methods x labelled ratios x seeds from a bench YAML; resumable."""
 from __future__ import annotations
 
 import argparse
 
-from uncol.cli import _EXTRA_PARSERS, COMMANDS
 
-
-def _bench_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="run a grid of methods x labelled ratios x seeds from a bench YAML; resumable")
     b.add_argument("bench", help="bench file (see benchmarks/*.yaml)")
     b.add_argument("--out", required=True, help="folder of the cells, the shared teacher cache and (default) the tables")
@@ -18,15 +16,12 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
                         "lets several processes share one grid")
     b.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; run nothing")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.set_defaults(func=run)
 
 
-@COMMANDS.register("bench")
-def cmd_bench(a: argparse.Namespace) -> int:
+def run(a: argparse.Namespace) -> int:
     from uncol.bench.run import run_bench
 
     res = run_bench(a.bench, a.out, only=a.only, dry_run=a.dry_run, tables_dir=a.tables, progress=not a.no_progress,
                     cell_globs=a.cell)
     return 1 if res["failed"] else 0
-
-
-_EXTRA_PARSERS.append(_bench_parser)

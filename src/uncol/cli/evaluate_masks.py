@@ -1,0 +1,32 @@
+"""``uncol evaluate-masks``: score a folder of predicted masks against ground truth."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("evaluate-masks", help="score a folder of predicted masks against ground truth")
+    m.add_argument("--pred", required=True, help="folder of predicted masks")
+    m.add_argument("--gt", required=True, help="folder of ground-truth masks (matched by file name)")
+    m.add_argument("--labels", default=None, help="dataset.json declaring the classes")
+    m.add_argument("--convention", default="standard", choices=["standard", "medpy"],
+                   help="standard: distances in mm; medpy: the literature's pooled-hd95 / directed-asd voxel numbers")
+    m.add_argument("--png-spacing", type=float, default=1.0, help="mm per pixel for PNG files")
+    m.add_argument("--out", required=True, help="metrics.json to write")
+    m.set_defaults(func=run)
+
+
+def run(a: argparse.Namespace) -> int:
+    from uncol.eval.evaluate_masks import evaluate_masks, write_metrics
+    from uncol.eval.metrics import format_table
+
+    labels = None
+    if a.labels:
+        from uncol.data.dataset import read_labels
+
+        labels = read_labels(Path(a.labels))
+    res = evaluate_masks(Path(a.pred), Path(a.gt), labels=labels, convention=a.convention, png_spacing=a.png_spacing)
+    write_metrics(res, Path(a.out))
+    print(format_table({Path(a.pred).name: res}))
+    return 0
