@@ -13,6 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--convention", default="standard", choices=["standard", "medpy"],
                    help="standard: distances in mm; medpy: the literature's pooled-hd95 / directed-asd voxel numbers")
     m.add_argument("--png-spacing", type=float, default=1.0, help="mm per pixel for PNG files")
+    m.add_argument("--gt-suffix", default="", help="ending of ground-truth names that is not part of the case "
+                   "name, e.g. _mask to pair 000_HC.png with 000_HC_mask.png")
+    m.add_argument("--pred-suffix", default="", help="ending of prediction names that is not part of the case name")
     m.add_argument("--out", required=True, help="metrics.json to write")
     m.set_defaults(func=run)
 
@@ -26,7 +29,8 @@ def run(a: argparse.Namespace) -> int:
         from uncol.data.dataset import read_labels
 
         labels = read_labels(Path(a.labels))
-    res = evaluate_masks(Path(a.pred), Path(a.gt), labels=labels, convention=a.convention, png_spacing=a.png_spacing)
+    res = evaluate_masks(Path(a.pred), Path(a.gt), labels=labels, convention=a.convention, png_spacing=a.png_spacing,
+                         gt_suffix=a.gt_suffix, pred_suffix=a.pred_suffix)
     write_metrics(res, Path(a.out))
     print(format_table({Path(a.pred).name: res}))
     return 0

@@ -1,4 +1,5 @@
-"""Dataset description: an MSD / nnU-Net style folder with ``dataset.json``.
+"""Dataset description: an MSD / nnU-Net v1 style folder with ``dataset.json``, or an nnU-Net v2 raw
+folder (``channel_names`` + ``file_ending``, ``imagesTr/{case}_0000.ext``; see :mod:`uncol.data.nnunet`).
 
 ``dataset.json`` keys read here::
 
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from uncol.data.io import SUFFIXES, check_pair, read_image, read_label, split_suffix
+from uncol.data.nnunet import is_nnunet_v2, nnunet_cases
 from uncol.errors import DataError
 
 
@@ -85,9 +87,14 @@ class DatasetSpec:
         if not isinstance(meta, dict):
             raise DataError(f"{jpath}: expected a JSON object with 'labels' and 'training'")
         labels = parse_labels(meta.get("labels"), jpath)
+        if is_nnunet_v2(meta):
+            train, test = nnunet_cases(meta, root, jpath)
+            return cls(root=root, labels=labels, cases=[CaseRef(*c) for c in train],
+                       test_cases=[CaseRef(*c) for c in test], name=str(meta.get("name", root.name)))
         training = meta.get("training")
         if not isinstance(training, list):
-            raise DataError(f"{jpath}: key 'training' must be a list of {{\"image\": ..., \"label\": ...}} entries")
+            raise DataError(f"{jpath}: key 'training' must be a list of {{\"image\": ..., \"label\": ...}} entries "
+                            "(or, for an nnU-Net v2 raw folder, give 'channel_names' and 'file_ending')")
         if not training:
             raise DataError(f"{jpath}: key 'training' is empty; list at least one image/label pair")
         cases = [_parse_entry(e, i, "training", root, jpath, need_label=True) for i, e in enumerate(training)]

@@ -18,7 +18,7 @@ import numpy as np
 from uncol.errors import DataError
 
 
-def _index(folder: Path, what: str) -> dict[str, Path]:
+def _index(folder: Path, what: str, name_suffix: str = "") -> dict[str, Path]:
     from uncol.data.io import split_suffix
 
     if not folder.is_dir():
@@ -28,21 +28,27 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
         case, suffix = split_suffix(p)
         if not p.is_file() or p.name.startswith(".") or not suffix:
             continue
+        if name_suffix:
+            if not case.endswith(name_suffix) or case == name_suffix:
+                continue
+            case = case[: -len(name_suffix)]
         if case in files:
             raise DataError(f"{p}: case {case!r} appears twice in the {what} folder ({files[case].name}); keep one file")
         files[case] = p
     return files
 
 
-def _match(pred_dir: Path, gt_dir: Path) -> list[tuple[str, Path, Path]]:
-    preds, gts = _index(pred_dir, "prediction"), _index(gt_dir, "ground-truth")
+def _match(pred_dir: Path, gt_dir: Path, pred_suffix: str = "", gt_suffix: str = "") -> list[tuple[str, Path, Path]]:
+    preds, gts = _index(pred_dir, "prediction", pred_suffix), _index(gt_dir, "ground-truth", gt_suffix)
     if not gts:
-        raise DataError(f"{gt_dir}: no NIfTI/PNG/H5 masks found; point --gt at the folder of ground-truth masks")
+        named = f" named '*{gt_suffix}.<ext>'" if gt_suffix else ""
+        raise DataError(f"{gt_dir}: no NIfTI/PNG/H5 masks{named} found; point --gt at the folder of ground-truth masks")
     no_pred = sorted(set(gts) - set(preds))
     if no_pred:
         more = f" (and {len(no_pred) - 1} more)" if len(no_pred) > 1 else ""
         raise DataError(f"{gts[no_pred[0]]}: ground truth has no prediction in {pred_dir}{more}; "
-                        "predict those cases or remove them from the ground-truth folder")
+                        "predict those cases, remove them from the ground-truth folder, or set --gt-suffix "
+                        "(e.g. _mask for 000_HC_mask.png) / --pred-suffix")
     no_gt = sorted(set(preds) - set(gts))
     if no_gt:
         more = f" (and {len(no_gt) - 1} more)" if len(no_gt) > 1 else ""
@@ -65,6 +71,8 @@ def evaluate_masks(
     labels: Mapping[int, str] | None = None,
     convention: str = "standard",
     png_spacing: float = 1.0,
+    gt_suffix: str = "",
+    pred_suffix: str = "",
 ) -> dict[str, Any]:
     """Metrics of every prediction in ``pred_dir`` against the same-named mask in ``gt_dir``.
 
@@ -75,6 +83,9 @@ def evaluate_masks(
             and classes are named ``class_<index>``; a prediction value >= K is then an error too.
         convention: ``"standard"`` (mm) or ``"medpy"`` (voxels), see :mod:`uncol.eval.metrics`.
         png_spacing: mm per pixel for PNG masks (they store no spacing).
+        gt_suffix, pred_suffix: a file-name ending that is not part of the case name, removed before
+            matching: ``gt_suffix="_mask"`` pairs ``000_HC.png`` with ``000_HC_mask.png``; files
+            without it are ignored.
 
     Returns:
         The ``metrics.json`` dict of :meth:`MetricAccumulator.aggregate`. Distances use the ground
@@ -84,7 +95,7 @@ def evaluate_masks(
     from uncol.eval.metrics import MetricAccumulator
 
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    pairs = _match(pred_dir, gt_dir)
+    pairs = _match(pred_dir, gt_dir, pred_suffix, gt_suffix)
     if labels is not None:
         names = dict(sorted((int(k), str(v)) for k, v in labels.items()))
         if list(names) != list(range(len(names))) or len(names) < 2:
