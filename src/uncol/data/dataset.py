@@ -24,16 +24,19 @@ import numpy as np
 
 from uncol.data.io import SUFFIXES, check_pair, read_image, read_label, split_suffix
 from uncol.data.nnunet import is_nnunet_v2, nnunet_cases
+from uncol.data.spacing import read_spacing_csv, spacing_for
 from uncol.errors import DataError
 
 
 @dataclass(frozen=True)
 class CaseRef:
-    """One case: ``id`` (file name without extension), image path, label path or None."""
+    """One case: ``id`` (file name without extension), image path, label path or None, and ``spacing``
+    (mm per voxel, torch order) for files that store none (PNG), from the entry's ``"spacing"``."""
 
     id: str
     image: Path
     label: Path | None
+    spacing: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -166,7 +169,13 @@ def _parse_entry(e: Any, i: int, key: str, root: Path, jpath: Path, need_label: 
     for sub, p in (("image", image), ("label", label)):
         if p is not None and not p.is_file():
             raise DataError(f"{jpath}: key '{key}[{i}].{sub}' names {p}, which does not exist; fix the path or add the file")
-    return CaseRef(case_id_of(image), image, label)
+    sp = e.get("spacing")
+    if sp is not None:
+        ok = isinstance(sp, list) and sp and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in sp)
+        if not ok:
+            raise DataError(f"{jpath}: key '{key}[{i}].spacing' must be a list of positive mm values (got {sp!r})")
+        sp = tuple(float(v) for v in sp)
+    return CaseRef(case_id_of(image), image, label, sp)
 
 
 def _file_ndim(path: Path) -> int:
@@ -227,6 +236,7 @@ def import_folder(
     label_pattern: str = "{stem}",
     labels: dict[int, str] | None = None,
     label_suffix: str | None = None,
+    spacing_csv: str | Path | None = None,
 ) -> DatasetSpec:
     """Write ``out_dir/dataset.json`` for two folders of images and labels matched by stem.
 
@@ -238,6 +248,9 @@ def import_folder(
     found (0 "background", v "class_v"), which must then be 0..K-1 without gaps.
     ``label_suffix="_mask"`` is shorthand for ``label_pattern="{stem}_mask"``.
     Paths are written relative to ``out_dir`` when the files lie under it, else absolute.
+    ``spacing_csv``: per-image pixel sizes (see :mod:`uncol.data.spacing`; HC18's own
+    ``training_set_pixel_size_and_HC.csv`` works), written as each entry's ``"spacing"`` (torch
+    order, mm); every image must have a row. Without it PNG distances are reported in pixels.
     """
     if label_suffix:
         label_pattern = "{stem}" + label_suffix
@@ -258,10 +271,14 @@ def import_folder(
         )
     values: set[int] = set()
     ndims: set[int] = set()
+    table = read_spacing_csv(spacing_csv) if spacing_csv is not None else None
+    spacings: dict[str, list[float]] = {}
     for stem in sorted(imgs):
         image, label = read_image(imgs[stem]), read_label(labs[stem])
         check_pair(image, label)
         ndims.add(image.ndim)
+        if table is not None:
+            spacings[stem] = list(spacing_for(table, case_id_of(imgs[stem]), image.ndim, spacing_csv))
         found = {int(v) for v in np.unique(label.array)}
         if labels is not None and max(found) >= len(labels):
             raise DataError(f"{label.path}: label value {max(found)} is not among the declared classes 0..{len(labels) - 1}")
@@ -288,7 +305,8 @@ def import_folder(
         "labels": {str(k): v for k, v in sorted(labels.items())},
         "numTraining": len(imgs),
         "numTest": 0,
-        "training": [{"image": rel(imgs[s]), "label": rel(labs[s])} for s in sorted(imgs)],
+        "training": [{"image": rel(imgs[s]), "label": rel(labs[s]), **({"spacing": spacings[s]} if s in spacings else {})}
+                     for s in sorted(imgs)],
         "test": [],
     }
     from uncol.engine.io import atomic_write_json

@@ -9,6 +9,7 @@ Every failure is a :class:`~uncol.errors.DataError` whose one-line message names
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class Volume:
     smallest fitting integer type for labels. ``spacing``: mm per voxel, same order. ``affine``:
     the NIfTI 4x4 voxel-to-world matrix of the *file's* ``(x, y, z)`` index order, or None.
     ``header``: the NIfTI header (kept so written masks carry the same qform/sform codes).
+    ``spacing_known``: False when the file stores no voxel size and none was given (a PNG without a
+    pixel size, an H5 without a ``spacing`` attribute): ``spacing`` is then 1 per axis, i.e. pixels.
     """
 
     array: np.ndarray
@@ -38,6 +41,7 @@ class Volume:
     affine: np.ndarray | None
     path: Path
     header: Any = None
+    spacing_known: bool = True
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,7 +96,7 @@ def _read_nifti(path: Path, label: bool) -> tuple[np.ndarray, tuple[float, ...],
     return np.ascontiguousarray(data.transpose()), spacing, np.asarray(img.affine, dtype=np.float64), img.header
 
 
-def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, tuple[float, ...]]:
+def _read_png(path: Path, label: bool) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
@@ -104,7 +108,7 @@ def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, 
             data = np.array(im if keep else im.convert("L"))
     if data.ndim != 2:
         raise DataError(f"{path}: PNG has shape {data.shape}; expected a gray or RGB image")
-    return data, (float(png_spacing),) * 2
+    return data
 
 
 def _read_h5(path: Path, key: str) -> tuple[np.ndarray, tuple[float, ...] | None]:
@@ -126,36 +130,46 @@ def _read_h5(path: Path, key: str) -> tuple[np.ndarray, tuple[float, ...] | None
     return data, spacing
 
 
-def _read(path: str | Path, label: bool, png_spacing: float) -> Volume:
+def _read(path: str | Path, label: bool, png_spacing: float | None, spacing: Sequence[float] | None) -> Volume:
     path = Path(path)
     fmt = _fmt(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path (and dataset.json if it lists it)")
-    affine, header = None, None
+    affine, header, sp = None, None, None
     try:
         if fmt == "nifti":
-            data, spacing, affine, header = _read_nifti(path, label)
+            data, sp, affine, header = _read_nifti(path, label)
         elif fmt == "png":
-            data, spacing = _read_png(path, label, png_spacing)
+            data = _read_png(path, label)
         else:
             data, sp = _read_h5(path, "label" if label else "image")
-            spacing = sp or (1.0,) * data.ndim
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001  nibabel / PIL / h5py / zlib raise many types for a broken file
         raise DataError(f"{path}: cannot read the file ({_reason(e)}); it is truncated or not a valid {fmt} file, re-export it") from None
     if data.size == 0:
         raise DataError(f"{path}: image has zero size (shape {tuple(data.shape)}); remove or re-export it")
-    return Volume(data, tuple(float(s) for s in spacing), affine, path, header)
+    if sp is None:  # the file stores no voxel size: the one given, else pixels
+        per_pixel = png_spacing if fmt == "png" else None
+        given = spacing if spacing is not None else (None if per_pixel is None else (per_pixel,) * data.ndim)
+        if given is not None and len(given) != data.ndim:
+            raise DataError(f"{path}: spacing {tuple(given)} has {len(given)} values for a {data.ndim}D image; "
+                            f"give {data.ndim} values (torch order, mm)")
+        known = given is not None
+        sp = tuple(given) if known else (1.0,) * data.ndim
+        return Volume(data, tuple(float(s) for s in sp), affine, path, header, spacing_known=known)
+    return Volume(data, tuple(float(s) for s in sp), affine, path, header)
 
 
-def read_image(path: str | Path, png_spacing: float = 1.0) -> Volume:
+def read_image(path: str | Path, png_spacing: float | None = None, spacing: Sequence[float] | None = None) -> Volume:
     """Read an image as float32 ``(*S)`` in torch order; NaN/Inf intensities are a DataError.
 
-    ``png_spacing``: mm per pixel for PNG files (which carry no spacing). H5 uses the ``spacing``
-    attribute of the ``image`` dataset or the file, else 1 mm.
+    Files that store no voxel size (PNG; H5 without a ``spacing`` attribute on the ``image`` dataset or
+    the file) take ``spacing`` (per axis, torch order, mm; e.g. from a dataset.json entry), else
+    ``png_spacing`` (mm per pixel, every axis), else 1 with ``spacing_known=False`` (pixels).
+    Files with a stored voxel size (NIfTI, H5 with the attribute) keep theirs.
     """
-    vol = _read(path, label=False, png_spacing=png_spacing)
+    vol = _read(path, label=False, png_spacing=png_spacing, spacing=spacing)
     vol.array = vol.array.astype(np.float32, copy=False)
     if not np.isfinite(vol.array).all():
         n = int((~np.isfinite(vol.array)).sum())
@@ -171,12 +185,13 @@ def _label_dtype(lo: int, hi: int) -> type:
     return np.int64
 
 
-def read_label(path: str | Path, png_spacing: float = 1.0) -> Volume:
+def read_label(path: str | Path, png_spacing: float | None = None, spacing: Sequence[float] | None = None) -> Volume:
     """Read a mask as an integer array ``(*S)`` (float-stored integers are accepted).
 
-    Non-integer or negative values are a DataError; the dtype is the smallest that fits.
+    Non-integer or negative values are a DataError; the dtype is the smallest that fits. Spacing as
+    in :func:`read_image`.
     """
-    vol = _read(path, label=True, png_spacing=png_spacing)
+    vol = _read(path, label=True, png_spacing=png_spacing, spacing=spacing)
     a = vol.array
     if a.dtype.kind == "b":
         a = a.astype(np.uint8)

@@ -20,7 +20,8 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
                    progress: bool = True, pred_dir: Path | None = None) -> dict[str, Any]:
     """Predict every case at native resolution and score it; returns the ``metrics.json`` dict.
 
-    Distances are in mm from each case's spacing (``eval.convention`` = standard) or in voxels (medpy).
+    Distances are in mm from each case's spacing (``eval.convention`` = standard; in px when the files
+    store none and none was given, e.g. PNG without a spacing CSV) or in voxels (medpy).
     """
     from uncol.data.datasets import load_case
     from uncol.data.io import write_like
@@ -34,7 +35,7 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
             raise DataError(f"case {cid!r} has no label file; evaluate needs labelled cases (use predict instead)")
         probs = predict_probs(model, case.image, cfg, device)
         pred = probs.argmax(0).numpy().astype(np.int64)
-        acc.update(cid, pred, np.asarray(case.label), tuple(case.volume.spacing))
+        acc.update(cid, pred, np.asarray(case.label), case.spacing)
         if pred_dir is not None:
             write_like(pred.astype(np.uint8), case.volume, pred_dir / Path(case.volume.path).name)
     return acc.aggregate()
@@ -112,6 +113,7 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
 
     Outputs keep the input's geometry (NIfTI affine, PNG size). Entropy is in nats, ``[0, ln K]``.
     """
+    from uncol.data.datasets import png_spacing
     from uncol.data.io import read_image, write_like
     from uncol.data.transforms import normalize
     from uncol.engine.setup import prepare_out_dir, resolve_device
@@ -123,7 +125,7 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
     prepare_out_dir(outp)
     written = []
     for path in tqdm(inputs, desc="predict", dynamic_ncols=True):
-        vol = read_image(path, png_spacing=cfg.data.png_spacing)
+        vol = read_image(path, png_spacing=png_spacing(cfg.data))
         img = torch.from_numpy(normalize(np.asarray(vol.array, dtype=np.float32), cfg.data)).unsqueeze(0)
         probs = predict_probs(model, img, cfg, dev)
         name = Path(path).name

@@ -70,9 +70,10 @@ def evaluate_masks(
     gt_dir: str | Path,
     labels: Mapping[int, str] | None = None,
     convention: str = "standard",
-    png_spacing: float = 1.0,
+    png_spacing: float | None = None,
     gt_suffix: str = "",
     pred_suffix: str = "",
+    spacing_csv: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of every prediction in ``pred_dir`` against the same-named mask in ``gt_dir``.
 
@@ -82,7 +83,10 @@ def evaluate_masks(
             ``labels``. When None, K = 1 + the largest value in any ground-truth mask (at least 2)
             and classes are named ``class_<index>``; a prediction value >= K is then an error too.
         convention: ``"standard"`` (mm) or ``"medpy"`` (voxels), see :mod:`uncol.eval.metrics`.
-        png_spacing: mm per pixel for PNG masks (they store no spacing).
+        png_spacing: mm per pixel for PNG masks (they store no spacing); None: distances in pixels
+            (``units: "px"``) unless ``spacing_csv`` gives them per case.
+        spacing_csv: per-case pixel sizes (:mod:`uncol.data.spacing`, e.g. HC18's CSV), looked up by
+            case name.
         gt_suffix, pred_suffix: a file-name ending that is not part of the case name, removed before
             matching: ``gt_suffix="_mask"`` pairs ``000_HC.png`` with ``000_HC_mask.png``; files
             without it are ignored.
@@ -92,10 +96,14 @@ def evaluate_masks(
         truth's spacing (a differing prediction spacing only warns).
     """
     from uncol.data.io import read_label
+    from uncol.data.spacing import read_spacing_csv, spacing_for
     from uncol.eval.metrics import MetricAccumulator
 
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     pairs = _match(pred_dir, gt_dir, pred_suffix, gt_suffix)
+    table = None
+    if spacing_csv is not None:
+        table = read_spacing_csv(spacing_csv)
     if labels is not None:
         names = dict(sorted((int(k), str(v)) for k, v in labels.items()))
         if list(names) != list(range(len(names))) or len(names) < 2:
@@ -106,7 +114,10 @@ def evaluate_masks(
     k = len(names)
     acc = MetricAccumulator(k, [names[c] for c in range(k)], convention)
     for case, p_path, g_path in pairs:
-        gt, pred = read_label(g_path, png_spacing), read_label(p_path, png_spacing)
+        gt = read_label(g_path, png_spacing)
+        if table is not None and not gt.spacing_known:  # the CSV gives what the file lacks
+            gt.spacing, gt.spacing_known = spacing_for(table, case, gt.ndim, spacing_csv), True
+        pred = read_label(p_path, png_spacing, spacing=gt.spacing if gt.spacing_known else None)
         if pred.shape != gt.shape:
             raise DataError(f"{p_path}: prediction shape {pred.shape} differs from ground truth {g_path.name} "
                             f"shape {gt.shape}; predictions must be on the ground-truth grid (resample them)")
@@ -114,11 +125,12 @@ def evaluate_masks(
             raise DataError(f"{g_path}: mask is {gt.ndim}D with shape {gt.shape}; only 2D and 3D masks are scored")
         _check_values(gt.array, g_path, k, labels is not None)
         _check_values(pred.array, p_path, k, labels is not None)
-        if not np.allclose(pred.spacing, gt.spacing, rtol=1e-3):
+        if gt.spacing_known and not np.allclose(pred.spacing, gt.spacing, rtol=1e-3):
             warnings.warn(f"{p_path}: spacing {pred.spacing} differs from ground truth {gt.spacing}; "
                           "distances use the ground truth's", stacklevel=2)
-        acc.update(case, pred.array.astype(np.int64), gt.array.astype(np.int64), gt.spacing)
+        acc.update(case, pred.array.astype(np.int64), gt.array.astype(np.int64), gt.spacing if gt.spacing_known else None)
     return acc.aggregate()
+
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
