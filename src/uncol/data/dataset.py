@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from uncol.data.io import SUFFIXES, check_pair, read_image, read_label, split_suffix
+from uncol.data.io_sitk import is_dicom_series
 from uncol.data.nnunet import is_nnunet_v2, nnunet_cases
 from uncol.data.spacing import read_spacing_csv, spacing_for
 from uncol.errors import DataError
@@ -167,7 +168,7 @@ def _parse_entry(e: Any, i: int, key: str, root: Path, jpath: Path, need_label: 
     image = _resolve(e["image"], root)
     label = _resolve(lab, root) if lab is not None else None
     for sub, p in (("image", image), ("label", label)):
-        if p is not None and not p.is_file():
+        if p is not None and not (p.is_file() or (sub == "image" and p.is_dir())):  # a folder: a DICOM series
             raise DataError(f"{jpath}: key '{key}[{i}].{sub}' names {p}, which does not exist; fix the path or add the file")
     sp = e.get("spacing")
     if sp is not None:
@@ -214,7 +215,9 @@ def _list_by_stem(folder: Path, pattern: str, what: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         base, suffix = split_suffix(p)
-        if not suffix or not p.is_file() or p.name.startswith("."):
+        if p.is_dir() and not p.name.startswith(".") and is_dicom_series(p):
+            base, suffix = p.name, "dicom"  # a DICOM series folder is one image
+        if not suffix or not (p.is_file() or suffix == "dicom") or p.name.startswith("."):
             continue
         m = rx.match(base)
         if m is None:

@@ -82,6 +82,8 @@ def evaluate_masks(
         labels: ``{index: name}`` with indices ``0..K-1`` (0 = background), e.g. a dataset.json's
             ``labels``. When None, K = 1 + the largest value in any ground-truth mask (at least 2)
             and classes are named ``class_<index>``; a prediction value >= K is then an error too.
+            A ``labels.json`` in ``pred_dir`` (written by ``uncol predict``) is used when present.
+            PNG masks with visible values (``index * 255 // (K - 1)``) are read back as indices.
         convention: ``"standard"`` (mm) or ``"medpy"`` (voxels), see :mod:`uncol.eval.metrics`.
         png_spacing: mm per pixel for PNG masks (they store no spacing); None: distances in pixels
             (``units: "px"``) unless ``spacing_csv`` gives them per case.
@@ -96,6 +98,7 @@ def evaluate_masks(
         truth's spacing (a differing prediction spacing only warns).
     """
     from uncol.data.io import read_label
+    from uncol.data.io_write import visible_to_index
     from uncol.data.spacing import read_spacing_csv, spacing_for
     from uncol.eval.metrics import MetricAccumulator
 
@@ -108,6 +111,10 @@ def evaluate_masks(
         names = dict(sorted((int(k), str(v)) for k, v in labels.items()))
         if list(names) != list(range(len(names))) or len(names) < 2:
             raise DataError(f"labels {names}: must map indices 0..K-1 (K >= 2, 0 = background) to names")
+    elif (pred_dir / "labels.json").is_file():  # written by uncol predict / evaluate --save-predictions
+        from uncol.data.labelmeta import read_label_names
+
+        names = read_label_names(pred_dir / "labels.json")
     else:
         top = max(int(read_label(g, png_spacing).array.max()) for _, _, g in pairs)
         names = {0: "background", **{c: f"class_{c}" for c in range(1, max(top, 1) + 1)}}
@@ -118,6 +125,9 @@ def evaluate_masks(
         if table is not None and not gt.spacing_known:  # the CSV gives what the file lacks
             gt.spacing, gt.spacing_known = spacing_for(table, case, gt.ndim, spacing_csv), True
         pred = read_label(p_path, png_spacing, spacing=gt.spacing if gt.spacing_known else None)
+        for m in (gt, pred):  # PNG masks written with visible values (uncol predict) back to indices
+            idx = visible_to_index(m.array, k) if m.path.suffix.lower() == ".png" else None
+            m.array = m.array if idx is None else idx
         if pred.shape != gt.shape:
             raise DataError(f"{p_path}: prediction shape {pred.shape} differs from ground truth {g_path.name} "
                             f"shape {gt.shape}; predictions must be on the ground-truth grid (resample them)")
