@@ -16,6 +16,7 @@ from uncol.cli import (
     demo,
     evaluate,
     evaluate_masks,
+    export,
     predict,
     profile,
     report,
@@ -29,7 +30,7 @@ from uncol.registry import UnknownNameError
 
 #: The commands of ``uncol``, in the order ``uncol --help`` lists them.
 COMMAND_MODULES = (train, evaluate, predict, evaluate_masks, data, demo, zero_shot, profile, bench,
-                   uncertainty, report, weights)
+                   uncertainty, report, weights, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser("predict", help="segment image files (prompt-free student)")
-    pr.add_argument("--checkpoint", required=True, help="best.pt / final.pt written by uncol train")
+    pr.add_argument("--checkpoint", required=True, help="best.pt / final.pt written by uncol train, or a "
+                    ".ts (TorchScript) / .onnx file written by uncol export")
     pr.add_argument("--input", required=True, help="an image file (NIfTI, PNG, H5, NRRD, MHA, DICOM), a DICOM "
                     "series folder, or a folder of images")
     pr.add_argument("--output", required=True, help="output folder")

@@ -59,6 +59,16 @@ def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Mo
     return model.to(device).eval(), cfg, ckpt
 
 
+def load_predictor(path: str | Path, device: torch.device) -> tuple[nn.Module, Config, dict]:
+    """:func:`model_from_checkpoint`, or for a TorchScript/ONNX file of ``uncol export`` its network, config
+    and metadata (``labels``, ``num_classes``, ``spatial_dims``)."""
+    from uncol.eval.export import is_exported, load_exported
+
+    if Path(path).is_file() and is_exported(path):
+        return load_exported(path, device)
+    return model_from_checkpoint(path, device)
+
+
 def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
     """Case ids of ``split`` (train/val/test/labeled/unlabeled from ``split_file``, or ``all``)."""
     from uncol.data.splits import Split
@@ -118,6 +128,7 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
                   uncertainty: bool = False, probabilities: bool = False, png_values: str = "visible") -> list[Path]:
     """``uncol predict``: write a mask (and optionally entropy / probability maps) per input.
 
+    ``checkpoint``: a training checkpoint or a file written by ``uncol export`` (TorchScript / ONNX).
     Inputs: NIfTI, PNG, H5, NRRD, MetaImage, DICOM (one ``.dcm`` or a series folder). Outputs keep the
     input's geometry and header (:func:`uncol.data.io.write_like`); a DICOM input gives a ``.nii.gz``
     mask. PNG masks get visible values (``index * 255 // (K - 1)``) unless ``png_values="raw"``.
@@ -132,7 +143,7 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
     from uncol.pseudo.uncertainty import entropy
 
     dev = resolve_device(device)
-    model, cfg, ckpt = model_from_checkpoint(checkpoint, dev)
+    model, cfg, ckpt = load_predictor(checkpoint, dev)
     labels = {int(k): str(v) for k, v in (ckpt.get("labels") or {}).items()} or None
     outp = Path(output)
     prepare_out_dir(outp)
