@@ -12,6 +12,7 @@ import sys
 
 from uncol.cli import (
     bench,
+    cache,
     data,
     demo,
     evaluate,
@@ -30,7 +31,7 @@ from uncol.registry import UnknownNameError
 
 #: The commands of ``uncol``, in the order ``uncol --help`` lists them.
 COMMAND_MODULES = (train, evaluate, predict, evaluate_masks, data, demo, zero_shot, profile, bench,
-                   uncertainty, report, weights, export)
+                   uncertainty, report, weights, export, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
