@@ -21,6 +21,7 @@ from uncol.cli import (
     predict,
     profile,
     report,
+    suggest,
     train,
     uncertainty,
     weights,
@@ -31,7 +32,7 @@ from uncol.registry import UnknownNameError
 
 #: The commands of ``uncol``, in the order ``uncol --help`` lists them.
 COMMAND_MODULES = (train, evaluate, predict, evaluate_masks, data, demo, zero_shot, profile, bench,
-                   uncertainty, report, weights, export, cache)
+                   uncertainty, report, weights, export, cache, suggest)
 
 
 def build_parser() -> argparse.ArgumentParser:
