@@ -231,6 +231,26 @@ def _list_by_stem(folder: Path, pattern: str, what: str) -> dict[str, Path]:
     return found
 
 
+def _check_pairs(imgs: dict[str, Path], labs: dict[str, Path], labels: dict[int, str] | None,
+                 spacing_csv: str | Path | None) -> tuple[set[int], set[int], dict[str, list[float]]]:
+    """Read every pair (readable, finite, same shape, integer labels): (label values, ndims, CSV spacings)."""
+    values: set[int] = set()
+    ndims: set[int] = set()
+    table = read_spacing_csv(spacing_csv) if spacing_csv is not None else None
+    spacings: dict[str, list[float]] = {}
+    for stem in sorted(imgs):
+        image, label = read_image(imgs[stem]), read_label(labs[stem])
+        check_pair(image, label)
+        ndims.add(image.ndim)
+        if table is not None:
+            spacings[stem] = list(spacing_for(table, case_id_of(imgs[stem]), image.ndim, spacing_csv))
+        found = {int(v) for v in np.unique(label.array)}
+        if labels is not None and max(found) >= len(labels):
+            raise DataError(f"{label.path}: label value {max(found)} is not among the declared classes 0..{len(labels) - 1}")
+        values |= found
+    return values, ndims, spacings
+
+
 def import_folder(
     images_dir: str | Path,
     labels_dir: str | Path,
@@ -272,20 +292,7 @@ def import_folder(
             f"{labs[orphans[0]]}: no image named {pattern.format(stem=orphans[0])}.* in {images_dir} "
             f"({len(orphans)} labels lack one); remove them or fix --pattern"
         )
-    values: set[int] = set()
-    ndims: set[int] = set()
-    table = read_spacing_csv(spacing_csv) if spacing_csv is not None else None
-    spacings: dict[str, list[float]] = {}
-    for stem in sorted(imgs):
-        image, label = read_image(imgs[stem]), read_label(labs[stem])
-        check_pair(image, label)
-        ndims.add(image.ndim)
-        if table is not None:
-            spacings[stem] = list(spacing_for(table, case_id_of(imgs[stem]), image.ndim, spacing_csv))
-        found = {int(v) for v in np.unique(label.array)}
-        if labels is not None and max(found) >= len(labels):
-            raise DataError(f"{label.path}: label value {max(found)} is not among the declared classes 0..{len(labels) - 1}")
-        values |= found
+    values, ndims, spacings = _check_pairs(imgs, labs, labels, spacing_csv)
     if labels is None:
         k = max(values) + 1
         if values != set(range(k)) or k < 2:

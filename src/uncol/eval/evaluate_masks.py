@@ -97,50 +97,63 @@ def evaluate_masks(
         The ``metrics.json`` dict of :meth:`MetricAccumulator.aggregate`. Distances use the ground
         truth's spacing (a differing prediction spacing only warns).
     """
-    from uncol.data.io import read_label
-    from uncol.data.io_write import visible_to_index
-    from uncol.data.spacing import read_spacing_csv, spacing_for
+    from uncol.data.spacing import read_spacing_csv
     from uncol.eval.metrics import MetricAccumulator
 
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     pairs = _match(pred_dir, gt_dir, pred_suffix, gt_suffix)
-    table = None
-    if spacing_csv is not None:
-        table = read_spacing_csv(spacing_csv)
+    table = read_spacing_csv(spacing_csv) if spacing_csv is not None else None
+    names = _class_names(labels, pred_dir, pairs, png_spacing)
+    k = len(names)
+    acc = MetricAccumulator(k, [names[c] for c in range(k)], convention)
+    for case, p_path, g_path in pairs:
+        gt, pred = _read_pair(case, p_path, g_path, k, png_spacing, (table, spacing_csv), labels is not None)
+        acc.update(case, pred.array.astype(np.int64), gt.array.astype(np.int64), gt.spacing if gt.spacing_known else None)
+    return acc.aggregate()
+
+
+def _class_names(labels: Mapping[int, str] | None, pred_dir: Path, pairs: list, png_spacing: float | None) -> dict[int, str]:
+    from uncol.data.io import read_label
+
     if labels is not None:
         names = dict(sorted((int(k), str(v)) for k, v in labels.items()))
         if list(names) != list(range(len(names))) or len(names) < 2:
             raise DataError(f"labels {names}: must map indices 0..K-1 (K >= 2, 0 = background) to names")
-    elif (pred_dir / "labels.json").is_file():  # written by uncol predict / evaluate --save-predictions
+        return names
+    if (pred_dir / "labels.json").is_file():  # written by uncol predict / evaluate --save-predictions
         from uncol.data.labelmeta import read_label_names
 
-        names = read_label_names(pred_dir / "labels.json")
-    else:
-        top = max(int(read_label(g, png_spacing).array.max()) for _, _, g in pairs)
-        names = {0: "background", **{c: f"class_{c}" for c in range(1, max(top, 1) + 1)}}
-    k = len(names)
-    acc = MetricAccumulator(k, [names[c] for c in range(k)], convention)
-    for case, p_path, g_path in pairs:
-        gt = read_label(g_path, png_spacing)
-        if table is not None and not gt.spacing_known:  # the CSV gives what the file lacks
-            gt.spacing, gt.spacing_known = spacing_for(table, case, gt.ndim, spacing_csv), True
-        pred = read_label(p_path, png_spacing, spacing=gt.spacing if gt.spacing_known else None)
-        for m in (gt, pred):  # PNG masks written with visible values (uncol predict) back to indices
-            idx = visible_to_index(m.array, k) if m.path.suffix.lower() == ".png" else None
-            m.array = m.array if idx is None else idx
-        if pred.shape != gt.shape:
-            raise DataError(f"{p_path}: prediction shape {pred.shape} differs from ground truth {g_path.name} "
-                            f"shape {gt.shape}; predictions must be on the ground-truth grid (resample them)")
-        if gt.ndim not in (2, 3):
-            raise DataError(f"{g_path}: mask is {gt.ndim}D with shape {gt.shape}; only 2D and 3D masks are scored")
-        _check_values(gt.array, g_path, k, labels is not None)
-        _check_values(pred.array, p_path, k, labels is not None)
-        if gt.spacing_known and not np.allclose(pred.spacing, gt.spacing, rtol=1e-3):
-            warnings.warn(f"{p_path}: spacing {pred.spacing} differs from ground truth {gt.spacing}; "
-                          "distances use the ground truth's", stacklevel=2)
-        acc.update(case, pred.array.astype(np.int64), gt.array.astype(np.int64), gt.spacing if gt.spacing_known else None)
-    return acc.aggregate()
+        return read_label_names(pred_dir / "labels.json")
+    top = max(int(read_label(g, png_spacing).array.max()) for _, _, g in pairs)
+    return {0: "background", **{c: f"class_{c}" for c in range(1, max(top, 1) + 1)}}
 
+
+def _read_pair(case: str, p_path: Path, g_path: Path, k: int, png_spacing: float | None,
+               csv_table: tuple[dict | None, Any], declared: bool) -> tuple[Any, Any]:
+    """(ground truth, prediction) Volumes, checked; the spacing CSV gives what the ground-truth file lacks."""
+    from uncol.data.io import read_label
+    from uncol.data.io_write import visible_to_index
+    from uncol.data.spacing import spacing_for
+
+    table, csv_path = csv_table
+    gt = read_label(g_path, png_spacing)
+    if table is not None and not gt.spacing_known:
+        gt.spacing, gt.spacing_known = spacing_for(table, case, gt.ndim, csv_path), True
+    pred = read_label(p_path, png_spacing, spacing=gt.spacing if gt.spacing_known else None)
+    for m in (gt, pred):  # PNG masks written with visible values (uncol predict) back to indices
+        idx = visible_to_index(m.array, k) if m.path.suffix.lower() == ".png" else None
+        m.array = m.array if idx is None else idx
+    if pred.shape != gt.shape:
+        raise DataError(f"{p_path}: prediction shape {pred.shape} differs from ground truth {g_path.name} "
+                        f"shape {gt.shape}; predictions must be on the ground-truth grid (resample them)")
+    if gt.ndim not in (2, 3):
+        raise DataError(f"{g_path}: mask is {gt.ndim}D with shape {gt.shape}; only 2D and 3D masks are scored")
+    _check_values(gt.array, g_path, k, declared)
+    _check_values(pred.array, p_path, k, declared)
+    if gt.spacing_known and not np.allclose(pred.spacing, gt.spacing, rtol=1e-3):
+        warnings.warn(f"{p_path}: spacing {pred.spacing} differs from ground truth {gt.spacing}; "
+                      "distances use the ground truth's", stacklevel=3)
+    return gt, pred
 
 
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
