@@ -44,12 +44,17 @@ def example_input(cfg: Config, batch: int = 1, seed: int = 0) -> torch.Tensor:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "torchscript") -> Path:
     """Write the student of ``checkpoint`` to ``out`` as ``fmt`` (``torchscript`` | ``onnx``), atomically."""
+    from uncol.engine.checkpoint import load_checkpoint, load_state_strict
     from uncol.engine.io import atomic_write
-    from uncol.eval.evaluate import model_from_checkpoint
+    from uncol.models import build_model
 
     if fmt not in FORMATS:
         raise CheckpointError(f"export format {fmt!r} unknown; use one of {', '.join(FORMATS)}")
-    model, cfg, ckpt = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    ckpt = load_checkpoint(checkpoint)  # as uncol.eval.evaluate.model_from_checkpoint (which imports this module)
+    cfg = from_dict(Config, ckpt["config"])
+    model = build_model(cfg.model, spatial_dims=ckpt["spatial_dims"], num_classes=ckpt["num_classes"])
+    load_state_strict(model, ckpt["model"], f"checkpoint {str(checkpoint)!r}")
+    model.eval()
     x = example_input(cfg, batch=2)
     meta = json.dumps(_meta(cfg, ckpt))
     out = Path(out)
