@@ -54,6 +54,7 @@ class DataConfig:
     ct_window: tuple[float, float] = (-125.0, 275.0)
     percentiles: tuple[float, float] = (0.5, 99.5)
     png_spacing: float = 1.0  # mm per pixel for PNG when not given per case
+    resize: str = "stretch"  # whole/slices modes: stretch (each axis to data.size) | pad (keep the aspect, pad)
     split: SplitConfig = field(default_factory=SplitConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     num_workers: int = 0

@@ -109,7 +109,7 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -153,3 +153,39 @@ def test_loader_resume_reproduces_augmented_samples(spec3d: DatasetSpec) -> None
         assert torch.equal(got.labeled["image"], want.labeled["image"])
         assert torch.equal(got.labeled["label"], want.labeled["label"])
         assert torch.equal(got.unlabeled["image"], want.unlabeled["image"])
+
+
+def test_whole_mode_pad_serves_the_aspect_kept_image_and_predict_maps_back(tmp_path) -> None:
+    import json
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from uncol.config import AugmentConfig, Config, DataConfig
+    from uncol.data.dataset import DatasetSpec
+    from uncol.data.datasets import SegmentationDataset
+    from uncol.errors import ConfigError
+    from uncol.eval.inference import predict_probs
+
+    (tmp_path / "im").mkdir()
+    img = np.zeros((20, 40), np.uint8)
+    img[5:15, 10:30] = 200
+    Image.fromarray(img).save(tmp_path / "im" / "a.png")
+    Image.fromarray((img > 0).astype(np.uint8)).save(tmp_path / "im" / "a_m.png")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"0": "bg", "1": "fg"}, "training": [
+        {"image": "im/a.png", "label": "im/a_m.png", "spacing": [0.5, 0.5]}]}))
+    spec = DatasetSpec.load(tmp_path)
+    cfg = DataConfig(size=(16, 16), resize="pad", normalize="none", augment=AugmentConfig(enabled=False))
+    s = SegmentationDataset(spec, ["a"], cfg, train=False, labeled=True)[0]
+    assert s["label"][:4].sum() == 0 and s["label"][12:].sum() == 0 and s["label"][6:10, 4:12].all()
+    assert s["spacing"].tolist() == pytest.approx([1.25, 1.25])  # one scale for both axes
+    with pytest.raises(ConfigError, match="data.resize"):
+        SegmentationDataset(spec, ["a"], DataConfig(size=(16, 16), resize="crop"), train=False, labeled=True)
+
+    class Copy(torch.nn.Module):  # logits = (1 - x, x): predicts the bright block wherever it is
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([1 - x / 200, x / 200], 1) * 10
+
+    probs = predict_probs(Copy(), torch.from_numpy(img.astype(np.float32))[None], Config(data=cfg), torch.device("cpu"))
+    assert probs.shape == (2, 20, 40) and (probs.argmax(0).numpy() == (img > 0)).mean() > 0.98

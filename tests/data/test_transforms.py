@@ -117,3 +117,22 @@ def test_disabled_augmentation_is_identity() -> None:
     y = _square()
     _, oy, _ = random_rotate_flip(y[None].float(), y, AugmentConfig(enabled=False), torch.Generator())
     assert torch.equal(oy, y)
+
+
+def test_pad_resize_keeps_the_aspect_and_maps_back() -> None:
+    from uncol.data.transforms import fit_box, fit_image, fit_label, fitted_spacing, unfit
+
+    assert fit_box((540, 800), (256, 256), "pad") == ((173, 256), (41, 0))  # 540 * 256/800 = 172.8
+    assert fit_box((540, 800), (256, 256), "stretch") == ((256, 256), (0, 0))
+    y = torch.zeros(54, 80, dtype=torch.uint8)
+    y[10:30, 20:50] = 1
+    fy = fit_label(y, (64, 64), "pad")
+    inner, off = fit_box((54, 80), (64, 64), "pad")
+    assert inner == (43, 64) and off == (10, 0)
+    assert fy[:10].sum() == 0 and fy[10 + 43:].sum() == 0 and fy.sum() > 0  # margins are background
+    x = torch.rand(1, 54, 80) + 3.0
+    fx = fit_image(x, (64, 64), "pad")
+    assert fx.shape == (1, 64, 64) and torch.allclose(fx[0, 0], fx[0, 10:53].min().expand(64))  # image minimum
+    logits = torch.stack([1 - fy.float(), fy.float()])[None]
+    assert (unfit(logits, (54, 80), "pad").argmax(1)[0] == y.long()).float().mean() > 0.99
+    assert fitted_spacing((0.1, 0.1), (54, 80), (64, 64), "pad") == pytest.approx((0.1 * 54 / 43, 0.125))

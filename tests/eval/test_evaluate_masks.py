@@ -114,3 +114,24 @@ def test_duplicate_case_names_are_errors(tmp_path: Path) -> None:
     _nii(pred_dir / "x.nii.gz", m, (1, 1, 1))
     with pytest.raises(DataError, match="appears twice"):
         evaluate_masks(pred_dir, gt_dir, None)
+
+
+def test_gt_suffix_pairs_hc18_style_names(tmp_path: Path) -> None:
+    pred_dir, gt_dir = _folders(tmp_path)
+    gt = np.zeros((10, 12), np.uint8)
+    gt[2:7, 3:9] = 1
+    pred = np.zeros_like(gt)
+    pred[3:7, 3:9] = 1
+    _png(gt_dir / "000_HC_mask.png", gt)
+    _png(pred_dir / "000_HC.png", pred)
+    with pytest.raises(DataError, match="--gt-suffix"):
+        evaluate_masks(pred_dir, gt_dir)
+    res = evaluate_masks(pred_dir, gt_dir, gt_suffix="_mask")
+    assert [c["case"] for c in res["per_case"]] == ["000_HC"]
+    assert res["mean"]["dice"] == pytest.approx(2 * 24 / (24 + 30))
+    from uncol.cli import main
+
+    out = tmp_path / "m.json"
+    assert main(["evaluate-masks", "--pred", str(pred_dir), "--gt", str(gt_dir), "--gt-suffix", "_mask",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["mean"]["dice"] == pytest.approx(2 * 24 / (24 + 30))

@@ -12,13 +12,16 @@ import sys
 
 from uncol.cli import (
     bench,
+    cache,
     data,
     demo,
     evaluate,
     evaluate_masks,
+    export,
     predict,
     profile,
     report,
+    suggest,
     train,
     uncertainty,
     weights,
@@ -29,7 +32,7 @@ from uncol.registry import UnknownNameError
 
 #: The commands of ``uncol``, in the order ``uncol --help`` lists them.
 COMMAND_MODULES = (train, evaluate, predict, evaluate_masks, data, demo, zero_shot, profile, bench,
-                   uncertainty, report, weights)
+                   uncertainty, report, weights, export, cache, suggest)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("out", help="dataset folder to write dataset.json to")
     imp.add_argument("--label-suffix", default="",
                      help="suffix of label stems, e.g. _mask for 000_HC.png / 000_HC_mask.png")
+    imp.add_argument("--spacing-csv", default=None,
+                     help="CSV of per-image pixel sizes in mm (first column the file name, a 'pixel size' or "
+                     "'spacing' column), e.g. HC18's training_set_pixel_size_and_HC.csv; without it PNG "
+                     "distances are in px")
     imp.set_defaults(func=run_import_folder)
     prep = dsub.add_parser("prepare", help="turn a downloaded dataset into what `uncol train` reads")
     prep.add_argument("name", help="oasis2d | pancreas-ct | imagetbad | msd")
@@ -28,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_import_folder(a: argparse.Namespace) -> int:
     from uncol.data.dataset import import_folder
 
-    spec = import_folder(Path(a.images), Path(a.labels), Path(a.out), label_suffix=a.label_suffix)
+    spec = import_folder(Path(a.images), Path(a.labels), Path(a.out), label_suffix=a.label_suffix,
+                         spacing_csv=a.spacing_csv)
     print(f"wrote {Path(a.out) / 'dataset.json'}: {len(spec.cases)} cases, labels {spec.labels}")
     return 0
 

@@ -12,7 +12,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--labels", default=None, help="dataset.json declaring the classes")
     m.add_argument("--convention", default="standard", choices=["standard", "medpy"],
                    help="standard: distances in mm; medpy: the literature's pooled-hd95 / directed-asd voxel numbers")
-    m.add_argument("--png-spacing", type=float, default=1.0, help="mm per pixel for PNG files")
+    m.add_argument("--png-spacing", type=float, default=None,
+                   help="mm per pixel for PNG files (default: none, distances in px unless --spacing-csv)")
+    m.add_argument("--spacing-csv", default=None, help="CSV of per-image pixel sizes in mm (first column the file "
+                   "name, a 'pixel size' or 'spacing' column), e.g. HC18's training_set_pixel_size_and_HC.csv")
+    m.add_argument("--gt-suffix", default="", help="ending of ground-truth names that is not part of the case "
+                   "name, e.g. _mask to pair 000_HC.png with 000_HC_mask.png")
+    m.add_argument("--pred-suffix", default="", help="ending of prediction names that is not part of the case name")
     m.add_argument("--out", required=True, help="metrics.json to write")
     m.set_defaults(func=run)
 
@@ -26,7 +32,8 @@ def run(a: argparse.Namespace) -> int:
         from uncol.data.dataset import read_labels
 
         labels = read_labels(Path(a.labels))
-    res = evaluate_masks(Path(a.pred), Path(a.gt), labels=labels, convention=a.convention, png_spacing=a.png_spacing)
+    res = evaluate_masks(Path(a.pred), Path(a.gt), labels=labels, convention=a.convention, png_spacing=a.png_spacing,
+                         gt_suffix=a.gt_suffix, pred_suffix=a.pred_suffix, spacing_csv=a.spacing_csv)
     write_metrics(res, Path(a.out))
     print(format_table({Path(a.pred).name: res}))
     return 0

@@ -2,36 +2,29 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from uncol.cli.options import add_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser("predict", help="segment image files (prompt-free student)")
-    pr.add_argument("--checkpoint", required=True, help="best.pt / final.pt written by uncol train")
-    pr.add_argument("--input", required=True, help="an image file or a folder")
+    pr.add_argument("--checkpoint", required=True, help="best.pt / final.pt written by uncol train, or a "
+                    ".ts (TorchScript) / .onnx file written by uncol export")
+    pr.add_argument("--input", required=True, help="an image file (NIfTI, PNG, H5, NRRD, MHA, DICOM), a DICOM "
+                    "series folder, or a folder of images")
     pr.add_argument("--output", required=True, help="output folder")
     pr.add_argument("--uncertainty", action="store_true", help="also write the entropy map next to each mask")
     pr.add_argument("--probabilities", action="store_true", help="also write per-class probability maps")
+    pr.add_argument("--png-values", default="visible", choices=["visible", "raw"],
+                    help="PNG masks: visible (index * 255 // (K-1), the default) or raw class indices")
     add_device(pr)
     pr.set_defaults(func=run)
 
 
 def run(a: argparse.Namespace) -> int:
-    from uncol.errors import DataError
-    from uncol.eval.evaluate import predict_paths
+    from uncol.eval.evaluate import collect_inputs, predict_paths
 
-    src = Path(a.input)
-    if src.is_dir():
-        inputs = sorted(p for p in src.iterdir() if p.name.endswith((".nii", ".nii.gz", ".png", ".h5")))
-    elif src.is_file():
-        inputs = [src]
-    else:
-        raise DataError(f"input {str(src)!r} not found; pass an image file or a folder of images")
-    if not inputs:
-        raise DataError(f"input folder {str(src)!r} holds no .nii/.nii.gz/.png/.h5 images")
-    written = predict_paths(a.checkpoint, inputs, a.output, device=a.device, uncertainty=a.uncertainty,
-                            probabilities=a.probabilities)
+    written = predict_paths(a.checkpoint, collect_inputs(a.input), a.output, device=a.device,
+                            uncertainty=a.uncertainty, probabilities=a.probabilities, png_values=a.png_values)
     print(f"wrote {len(written)} files to {a.output}")
     return 0

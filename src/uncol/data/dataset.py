@@ -1,4 +1,5 @@
-"""Dataset description: an MSD / nnU-Net style folder with ``dataset.json``.
+"""Dataset description: an MSD / nnU-Net v1 style folder with ``dataset.json``, or an nnU-Net v2 raw
+folder (``channel_names`` + ``file_ending``, ``imagesTr/{case}_0000.ext``; see :mod:`uncol.data.nnunet`).
 
 ``dataset.json`` keys read here::
 
@@ -22,16 +23,21 @@ from typing import Any
 import numpy as np
 
 from uncol.data.io import SUFFIXES, check_pair, read_image, read_label, split_suffix
+from uncol.data.io_sitk import is_dicom_series
+from uncol.data.nnunet import is_nnunet_v2, nnunet_cases
+from uncol.data.spacing import read_spacing_csv, spacing_for
 from uncol.errors import DataError
 
 
 @dataclass(frozen=True)
 class CaseRef:
-    """One case: ``id`` (file name without extension), image path, label path or None."""
+    """One case: ``id`` (file name without extension), image path, label path or None, and ``spacing``
+    (mm per voxel, torch order) for files that store none (PNG), from the entry's ``"spacing"``."""
 
     id: str
     image: Path
     label: Path | None
+    spacing: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -85,9 +91,14 @@ class DatasetSpec:
         if not isinstance(meta, dict):
             raise DataError(f"{jpath}: expected a JSON object with 'labels' and 'training'")
         labels = parse_labels(meta.get("labels"), jpath)
+        if is_nnunet_v2(meta):
+            train, test = nnunet_cases(meta, root, jpath)
+            return cls(root=root, labels=labels, cases=[CaseRef(*c) for c in train],
+                       test_cases=[CaseRef(*c) for c in test], name=str(meta.get("name", root.name)))
         training = meta.get("training")
         if not isinstance(training, list):
-            raise DataError(f"{jpath}: key 'training' must be a list of {{\"image\": ..., \"label\": ...}} entries")
+            raise DataError(f"{jpath}: key 'training' must be a list of {{\"image\": ..., \"label\": ...}} entries "
+                            "(or, for an nnU-Net v2 raw folder, give 'channel_names' and 'file_ending')")
         if not training:
             raise DataError(f"{jpath}: key 'training' is empty; list at least one image/label pair")
         cases = [_parse_entry(e, i, "training", root, jpath, need_label=True) for i, e in enumerate(training)]
@@ -157,9 +168,15 @@ def _parse_entry(e: Any, i: int, key: str, root: Path, jpath: Path, need_label: 
     image = _resolve(e["image"], root)
     label = _resolve(lab, root) if lab is not None else None
     for sub, p in (("image", image), ("label", label)):
-        if p is not None and not p.is_file():
+        if p is not None and not (p.is_file() or (sub == "image" and p.is_dir())):  # a folder: a DICOM series
             raise DataError(f"{jpath}: key '{key}[{i}].{sub}' names {p}, which does not exist; fix the path or add the file")
-    return CaseRef(case_id_of(image), image, label)
+    sp = e.get("spacing")
+    if sp is not None:
+        ok = isinstance(sp, list) and sp and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in sp)
+        if not ok:
+            raise DataError(f"{jpath}: key '{key}[{i}].spacing' must be a list of positive mm values (got {sp!r})")
+        sp = tuple(float(v) for v in sp)
+    return CaseRef(case_id_of(image), image, label, sp)
 
 
 def _file_ndim(path: Path) -> int:
@@ -198,7 +215,9 @@ def _list_by_stem(folder: Path, pattern: str, what: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         base, suffix = split_suffix(p)
-        if not suffix or not p.is_file() or p.name.startswith("."):
+        if p.is_dir() and not p.name.startswith(".") and is_dicom_series(p):
+            base, suffix = p.name, "dicom"  # a DICOM series folder is one image
+        if not suffix or not (p.is_file() or suffix == "dicom") or p.name.startswith("."):
             continue
         m = rx.match(base)
         if m is None:
@@ -212,6 +231,26 @@ def _list_by_stem(folder: Path, pattern: str, what: str) -> dict[str, Path]:
     return found
 
 
+def _check_pairs(imgs: dict[str, Path], labs: dict[str, Path], labels: dict[int, str] | None,
+                 spacing_csv: str | Path | None) -> tuple[set[int], set[int], dict[str, list[float]]]:
+    """Read every pair (readable, finite, same shape, integer labels): (label values, ndims, CSV spacings)."""
+    values: set[int] = set()
+    ndims: set[int] = set()
+    table = read_spacing_csv(spacing_csv) if spacing_csv is not None else None
+    spacings: dict[str, list[float]] = {}
+    for stem in sorted(imgs):
+        image, label = read_image(imgs[stem]), read_label(labs[stem])
+        check_pair(image, label)
+        ndims.add(image.ndim)
+        if table is not None:
+            spacings[stem] = list(spacing_for(table, case_id_of(imgs[stem]), image.ndim, spacing_csv))
+        found = {int(v) for v in np.unique(label.array)}
+        if labels is not None and max(found) >= len(labels):
+            raise DataError(f"{label.path}: label value {max(found)} is not among the declared classes 0..{len(labels) - 1}")
+        values |= found
+    return values, ndims, spacings
+
+
 def import_folder(
     images_dir: str | Path,
     labels_dir: str | Path,
@@ -220,6 +259,7 @@ def import_folder(
     label_pattern: str = "{stem}",
     labels: dict[int, str] | None = None,
     label_suffix: str | None = None,
+    spacing_csv: str | Path | None = None,
 ) -> DatasetSpec:
     """Write ``out_dir/dataset.json`` for two folders of images and labels matched by stem.
 
@@ -231,6 +271,9 @@ def import_folder(
     found (0 "background", v "class_v"), which must then be 0..K-1 without gaps.
     ``label_suffix="_mask"`` is shorthand for ``label_pattern="{stem}_mask"``.
     Paths are written relative to ``out_dir`` when the files lie under it, else absolute.
+    ``spacing_csv``: per-image pixel sizes (see :mod:`uncol.data.spacing`; HC18's own
+    ``training_set_pixel_size_and_HC.csv`` works), written as each entry's ``"spacing"`` (torch
+    order, mm); every image must have a row. Without it PNG distances are reported in pixels.
     """
     if label_suffix:
         label_pattern = "{stem}" + label_suffix
@@ -249,16 +292,7 @@ def import_folder(
             f"{labs[orphans[0]]}: no image named {pattern.format(stem=orphans[0])}.* in {images_dir} "
             f"({len(orphans)} labels lack one); remove them or fix --pattern"
         )
-    values: set[int] = set()
-    ndims: set[int] = set()
-    for stem in sorted(imgs):
-        image, label = read_image(imgs[stem]), read_label(labs[stem])
-        check_pair(image, label)
-        ndims.add(image.ndim)
-        found = {int(v) for v in np.unique(label.array)}
-        if labels is not None and max(found) >= len(labels):
-            raise DataError(f"{label.path}: label value {max(found)} is not among the declared classes 0..{len(labels) - 1}")
-        values |= found
+    values, ndims, spacings = _check_pairs(imgs, labs, labels, spacing_csv)
     if labels is None:
         k = max(values) + 1
         if values != set(range(k)) or k < 2:
@@ -281,7 +315,8 @@ def import_folder(
         "labels": {str(k): v for k, v in sorted(labels.items())},
         "numTraining": len(imgs),
         "numTest": 0,
-        "training": [{"image": rel(imgs[s]), "label": rel(labs[s])} for s in sorted(imgs)],
+        "training": [{"image": rel(imgs[s]), "label": rel(labs[s]), **({"spacing": spacings[s]} if s in spacings else {})}
+                     for s in sorted(imgs)],
         "test": [],
     }
     from uncol.runtime import atomic_write_json

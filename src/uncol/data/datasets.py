@@ -3,12 +3,14 @@
 Modes (``DataConfig.mode``):
 
 - ``whole``: each case resized once at load to ``cfg.size`` (image bilinear/trilinear, label nearest);
-  the files' dimensionality must equal ``cfg.spatial_dims``.
+  the files' dimensionality must equal ``cfg.spatial_dims``. ``cfg.resize``: ``stretch`` scales each
+  axis on its own; ``pad`` keeps the aspect ratio (one scale, the margin padded with the image's
+  minimum and label 0; :func:`uncol.data.transforms.fit_box`); predictions are cropped and resized back.
 - ``patch``: native-size normalised cases cached; training samples a random ``cfg.size`` patch
   (padded where the case is smaller); without ``train`` the centre patch.
 - ``slices``: 3D volumes served as 2D slices along ``cfg.slice_axis`` (an axis of the torch-order
   ``(D, H, W)`` array, so 0 = the NIfTI z axis), every slice included, each resized to ``cfg.size``
-  when served (``cfg.spatial_dims`` must be 2).
+  (or fitted, as ``whole``) when served (``cfg.spatial_dims`` must be 2).
 
 Normalisation (``cfg.normalize``) is per whole case at native size, the same in :func:`load_case`.
 A sample is ``{"image": (1, *S) float32, "label": (*S) int64 (labelled only), "case": str,
@@ -32,12 +34,16 @@ from uncol.config import DataConfig
 from uncol.data.dataset import CaseRef, DatasetSpec
 from uncol.data.io import Volume, check_pair, read_image, read_label
 from uncol.data.transforms import (
+    RESIZE_MODES,
+    fit_image,
+    fit_label,
+    fitted_spacing,
     normalize,
     pad_or_crop,
     random_crop,
     random_rotate_flip,
     resize_image,
-    resize_label,
+    unfit,
 )
 from uncol.errors import ConfigError, DataError
 
@@ -53,8 +59,9 @@ class EvalCase:
     ref: Volume
 
     @property
-    def spacing(self) -> tuple[float, ...]:
-        return self.ref.spacing
+    def spacing(self) -> tuple[float, ...] | None:
+        """mm per voxel, or None when the file stores none and none was given (distances in pixels)."""
+        return self.ref.spacing if self.ref.spacing_known else None
 
     @property
     def volume(self) -> Volume:
@@ -66,12 +73,12 @@ def _read_case(
     spec: DatasetSpec, ref: CaseRef, cfg: DataConfig, with_label: bool
 ) -> tuple[Volume, np.ndarray, Volume | None]:
     """(image Volume, normalised float32 array, label Volume or None), checked."""
-    image = read_image(ref.image, cfg.png_spacing)
+    image = read_image(ref.image, png_spacing(cfg), spacing=ref.spacing)
     label = None
     if with_label:
         if ref.label is None:
             raise DataError(f"{ref.image}: case {ref.id!r} has no label but is used as labelled; add one to dataset.json")
-        label = read_label(ref.label, cfg.png_spacing)
+        label = read_label(ref.label, png_spacing(cfg), spacing=ref.spacing)
         check_pair(image, label)
         top = int(label.array.max())
         if top >= spec.num_classes:
@@ -82,6 +89,12 @@ def _read_case(
     return image, normalize(image.array, cfg, source=ref.image), label
 
 
+def png_spacing(cfg: DataConfig) -> float | None:
+    """``data.png_spacing`` as given, or None for the default 1.0, which means "not given": PNG
+    distances are then in pixels and labelled so (a dataset.json ``spacing`` per case wins)."""
+    return None if cfg.png_spacing == 1.0 else float(cfg.png_spacing)
+
+
 def load_case(spec: DatasetSpec, case_id: str, cfg: DataConfig, with_label: bool = True) -> EvalCase:
     """Read one case at native resolution for evaluation (label None when the case has none)."""
     ref = spec.case(case_id)
@@ -90,13 +103,15 @@ def load_case(spec: DatasetSpec, case_id: str, cfg: DataConfig, with_label: bool
 
 
 def to_model_size(image: Tensor, cfg: DataConfig) -> Tensor:
-    """Resize ``(C, *S)`` or ``(B, C, *S)`` to ``cfg.size`` (bilinear/trilinear), as ``whole`` mode trains."""
-    return resize_image(image, cfg.size)
+    """Fit ``(C, *S)`` or ``(B, C, *S)`` to ``cfg.size`` (bilinear/trilinear; ``cfg.resize`` stretch or pad),
+    as ``whole`` mode trains."""
+    return fit_image(image, cfg.size, cfg.resize)
 
 
-def from_model_size(logits: Tensor, size: Sequence[int]) -> Tensor:
-    """Resize logits ``(B, K, *s)`` (or ``(K, *s)``) back to the native ``size`` (bilinear/trilinear)."""
-    return resize_image(logits, tuple(size))
+def from_model_size(logits: Tensor, size: Sequence[int], resize: str = "stretch") -> Tensor:
+    """Logits ``(B, K, *s)`` (or ``(K, *s)``) back to the native ``size`` (bilinear/trilinear); ``resize``
+    as the input was fitted (``pad``: the padding is cropped off first)."""
+    return unfit(logits, tuple(size), resize)
 
 
 def volume_to_slices(image: Tensor, axis: int, size: Sequence[int] | None = None) -> Tensor:
@@ -109,10 +124,6 @@ def slices_to_volume(logits: Tensor, axis: int, native: Sequence[int]) -> Tensor
     """``(N, K, h, w)`` slice logits -> ``(K, *native)``: resized to the native in-plane size and stacked."""
     plane = [n for i, n in enumerate(native) if i != axis]
     return resize_image(logits, plane).movedim(0, axis + 1)
-
-
-def _scaled_spacing(spacing: Sequence[float], native: Sequence[int], size: Sequence[int]) -> Tensor:
-    return torch.tensor([sp * n / s for sp, n, s in zip(spacing, native, size)], dtype=torch.float64)
 
 
 class SegmentationDataset(Dataset):
@@ -130,6 +141,8 @@ class SegmentationDataset(Dataset):
         self.keep_base = False  # set by methods whose cached teacher needs the un-augmented image
         self.case_ids = list(case_ids)
         file_dims = spec.ndim
+        if cfg.resize not in RESIZE_MODES:
+            raise ConfigError(f"config key 'data.resize' must be one of {', '.join(RESIZE_MODES)}, got {cfg.resize!r}")
         if cfg.mode == "slices":
             if file_dims != 3 or cfg.spatial_dims != 2:
                 raise ConfigError(
@@ -151,9 +164,9 @@ class SegmentationDataset(Dataset):
             y = None if lab is None else torch.from_numpy(lab.array.astype(np.int16 if lab.array.max() > 255 else np.uint8))
             sp = torch.tensor(vol.spacing, dtype=torch.float64)
             if cfg.mode == "whole":
-                sp = _scaled_spacing(vol.spacing, vol.shape, cfg.size)
-                img = resize_image(img, cfg.size).contiguous()
-                y = None if y is None else resize_label(y, cfg.size).contiguous()
+                sp = torch.tensor(fitted_spacing(vol.spacing, vol.shape, cfg.size, cfg.resize), dtype=torch.float64)
+                img = fit_image(img, cfg.size, cfg.resize).contiguous()
+                y = None if y is None else fit_label(y, cfg.size, cfg.resize).contiguous()
             self.images.append(img)
             self.labels.append(y)
             self.spacings.append(sp)
@@ -176,9 +189,10 @@ class SegmentationDataset(Dataset):
             ax = cfg.slice_axis
             keep = [k for k in range(3) if k != ax]
             native = [img.shape[1 + k] for k in keep]
-            img = resize_image(img.select(ax + 1, j), cfg.size)
-            y = None if y is None else resize_label(y.select(ax, j), cfg.size)
-            sp = _scaled_spacing([float(sp[k]) for k in keep], native, cfg.size)
+            img = fit_image(img.select(ax + 1, j), cfg.size, cfg.resize)
+            y = None if y is None else fit_label(y.select(ax, j), cfg.size, cfg.resize)
+            sp = torch.tensor(fitted_spacing([float(sp[k]) for k in keep], native, cfg.size, cfg.resize),
+                              dtype=torch.float64)
         elif cfg.mode == "patch":
             if self.train:
                 img, y = random_crop(img, y, cfg.size, g)

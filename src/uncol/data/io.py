@@ -1,4 +1,5 @@
-"""Reading and writing images and masks: NIfTI (``.nii``, ``.nii.gz``), PNG and H5.
+"""Reading and writing images and masks: NIfTI (``.nii``, ``.nii.gz``), PNG, H5, and through SimpleITK
+DICOM (a series folder or one ``.dcm``), NRRD and MetaImage (:mod:`uncol.data.io_sitk`).
 
 Arrays are returned in torch order: a NIfTI ``(x, y, z)`` array is transposed to ``(z, y, x)``
 (its spacing likewise), a PNG is ``(H, W)``, an H5 dataset is taken as stored (the SSL4MIS/BCP
@@ -9,18 +10,29 @@ Every failure is a :class:`~uncol.errors.DataError` whose one-line message names
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from uncol.data.io_sitk import (
+    SITK_SUFFIXES,
+    SitkGeometry,
+    is_dicom_series,
+    plain_geometry,
+    read_sitk,
+    write_sitk,
+)
+from uncol.data.io_write import png_values_of, save_h5, save_nifti, save_png
 from uncol.errors import DataError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 PNG_SUFFIXES = (".png",)
 H5_SUFFIXES = (".h5", ".hdf5")
-SUFFIXES = NIFTI_SUFFIXES + PNG_SUFFIXES + H5_SUFFIXES
+SUFFIXES = NIFTI_SUFFIXES + PNG_SUFFIXES + H5_SUFFIXES + SITK_SUFFIXES
 
 
 @dataclass
@@ -31,6 +43,8 @@ class Volume:
     smallest fitting integer type for labels. ``spacing``: mm per voxel, same order. ``affine``:
     the NIfTI 4x4 voxel-to-world matrix of the *file's* ``(x, y, z)`` index order, or None.
     ``header``: the NIfTI header (kept so written masks carry the same qform/sform codes).
+    ``spacing_known``: False when the file stores no voxel size and none was given (a PNG without a
+    pixel size, an H5 without a ``spacing`` attribute): ``spacing`` is then 1 per axis, i.e. pixels.
     """
 
     array: np.ndarray
@@ -38,6 +52,7 @@ class Volume:
     affine: np.ndarray | None
     path: Path
     header: Any = None
+    spacing_known: bool = True
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -59,11 +74,16 @@ def split_suffix(path: str | Path) -> tuple[str, str]:
 
 def _fmt(path: Path) -> str:
     suffix = split_suffix(path)[1]
+    if not suffix and path.is_dir() and is_dicom_series(path):
+        return "dicom"
+    if suffix == ".dcm":
+        return "dicom"
     if not suffix:
         raise DataError(
-            f"{path}: unsupported file type; use NIfTI (.nii, .nii.gz), PNG (.png) or H5 (.h5 with 'image'/'label')"
+            f"{path}: unsupported file type; use NIfTI (.nii, .nii.gz), PNG (.png), H5 (.h5 with 'image'/'label'), "
+            "NRRD (.nrrd), MetaImage (.mha/.mhd) or DICOM (.dcm, or a folder holding one series)"
         )
-    return {".nii.gz": "nifti", ".nii": "nifti", ".png": "png", ".h5": "h5", ".hdf5": "h5"}[suffix]
+    return {".nii.gz": "nifti", ".nii": "nifti", ".png": "png", ".h5": "h5", ".hdf5": "h5"}.get(suffix, "sitk")
 
 
 def _reason(e: BaseException) -> str:
@@ -92,7 +112,7 @@ def _read_nifti(path: Path, label: bool) -> tuple[np.ndarray, tuple[float, ...],
     return np.ascontiguousarray(data.transpose()), spacing, np.asarray(img.affine, dtype=np.float64), img.header
 
 
-def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, tuple[float, ...]]:
+def _read_png(path: Path, label: bool) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
@@ -104,7 +124,7 @@ def _read_png(path: Path, label: bool, png_spacing: float) -> tuple[np.ndarray, 
             data = np.array(im if keep else im.convert("L"))
     if data.ndim != 2:
         raise DataError(f"{path}: PNG has shape {data.shape}; expected a gray or RGB image")
-    return data, (float(png_spacing),) * 2
+    return data
 
 
 def _read_h5(path: Path, key: str) -> tuple[np.ndarray, tuple[float, ...] | None]:
@@ -126,36 +146,48 @@ def _read_h5(path: Path, key: str) -> tuple[np.ndarray, tuple[float, ...] | None
     return data, spacing
 
 
-def _read(path: str | Path, label: bool, png_spacing: float) -> Volume:
+def _read(path: str | Path, label: bool, png_spacing: float | None, spacing: Sequence[float] | None) -> Volume:
     path = Path(path)
-    fmt = _fmt(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found; check the path (and dataset.json if it lists it)")
-    affine, header = None, None
+    fmt = _fmt(path)
+    affine, header, sp = None, None, None
     try:
         if fmt == "nifti":
-            data, spacing, affine, header = _read_nifti(path, label)
+            data, sp, affine, header = _read_nifti(path, label)
+        elif fmt in ("sitk", "dicom"):
+            data, sp, header = read_sitk(path, label)
         elif fmt == "png":
-            data, spacing = _read_png(path, label, png_spacing)
+            data = _read_png(path, label)
         else:
             data, sp = _read_h5(path, "label" if label else "image")
-            spacing = sp or (1.0,) * data.ndim
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001  nibabel / PIL / h5py / zlib raise many types for a broken file
         raise DataError(f"{path}: cannot read the file ({_reason(e)}); it is truncated or not a valid {fmt} file, re-export it") from None
     if data.size == 0:
         raise DataError(f"{path}: image has zero size (shape {tuple(data.shape)}); remove or re-export it")
-    return Volume(data, tuple(float(s) for s in spacing), affine, path, header)
+    if sp is None:  # the file stores no voxel size: the one given, else pixels
+        per_pixel = png_spacing if fmt == "png" else None
+        given = spacing if spacing is not None else (None if per_pixel is None else (per_pixel,) * data.ndim)
+        if given is not None and len(given) != data.ndim:
+            raise DataError(f"{path}: spacing {tuple(given)} has {len(given)} values for a {data.ndim}D image; "
+                            f"give {data.ndim} values (torch order, mm)")
+        known = given is not None
+        sp = tuple(given) if known else (1.0,) * data.ndim
+        return Volume(data, tuple(float(s) for s in sp), affine, path, header, spacing_known=known)
+    return Volume(data, tuple(float(s) for s in sp), affine, path, header)
 
 
-def read_image(path: str | Path, png_spacing: float = 1.0) -> Volume:
+def read_image(path: str | Path, png_spacing: float | None = None, spacing: Sequence[float] | None = None) -> Volume:
     """Read an image as float32 ``(*S)`` in torch order; NaN/Inf intensities are a DataError.
 
-    ``png_spacing``: mm per pixel for PNG files (which carry no spacing). H5 uses the ``spacing``
-    attribute of the ``image`` dataset or the file, else 1 mm.
+    Files that store no voxel size (PNG; H5 without a ``spacing`` attribute on the ``image`` dataset or
+    the file) take ``spacing`` (per axis, torch order, mm; e.g. from a dataset.json entry), else
+    ``png_spacing`` (mm per pixel, every axis), else 1 with ``spacing_known=False`` (pixels).
+    Files with a stored voxel size (NIfTI, H5 with the attribute) keep theirs.
     """
-    vol = _read(path, label=False, png_spacing=png_spacing)
+    vol = _read(path, label=False, png_spacing=png_spacing, spacing=spacing)
     vol.array = vol.array.astype(np.float32, copy=False)
     if not np.isfinite(vol.array).all():
         n = int((~np.isfinite(vol.array)).sum())
@@ -171,12 +203,13 @@ def _label_dtype(lo: int, hi: int) -> type:
     return np.int64
 
 
-def read_label(path: str | Path, png_spacing: float = 1.0) -> Volume:
+def read_label(path: str | Path, png_spacing: float | None = None, spacing: Sequence[float] | None = None) -> Volume:
     """Read a mask as an integer array ``(*S)`` (float-stored integers are accepted).
 
-    Non-integer or negative values are a DataError; the dtype is the smallest that fits.
+    Non-integer or negative values are a DataError; the dtype is the smallest that fits. Spacing as
+    in :func:`read_image`.
     """
-    vol = _read(path, label=True, png_spacing=png_spacing)
+    vol = _read(path, label=True, png_spacing=png_spacing, spacing=spacing)
     a = vol.array
     if a.dtype.kind == "b":
         a = a.astype(np.uint8)
@@ -201,74 +234,61 @@ def check_pair(image: Volume, label: Volume) -> None:
         )
 
 
-def write_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
+def write_like(
+    array: np.ndarray, ref: Volume, path: str | Path, labels: Mapping[int, str] | None = None,
+    png_values: str = "visible",
+) -> None:
     """Write ``array`` with the geometry of ``ref`` (atomically).
 
-    ``array``: ``(*S)`` (a mask or map) or ``(K, *S)`` (one map per class, NIfTI/H5 only), ``*S`` =
-    ``ref.shape`` in torch order. NIfTI: transposed back to the file order with ``ref.affine``
-    (a reference without an affine gets ``diag(spacing)``); a ``(K, *S)`` map becomes 4D
-    ``(x, y, z, K)``. PNG: integer masks are written as 8-bit values; float maps must lie in [0, 1]
-    and are scaled to 0..255. H5: stored under ``label`` with a ``spacing`` attribute.
+    ``array``: ``(*S)`` (a mask or map) or ``(K, *S)`` (one map per class; not PNG), ``*S`` =
+    ``ref.shape`` in torch order. NIfTI of a NIfTI reference: transposed back to the file order under a
+    copy of the reference's full header (affine, qform/sform codes, ``xyzt_units``, pixdim; data type,
+    scaling and intent set for the new data); a ``(K, *S)`` map becomes 4D ``(x, y, z, K)``. DICOM /
+    NRRD / MetaImage references: written through SimpleITK with their origin, spacing, direction and
+    metadata (``.nii.gz``, ``.nrrd`` or ``.mha``). PNG: float maps must lie in [0, 1] and are scaled to
+    0..255; an integer mask with ``labels`` (K classes) is written with visible values
+    ``index * 255 // (K - 1)`` unless ``png_values="raw"`` (the indices as they are).
+    H5: stored under ``label`` with a ``spacing`` attribute.
+    ``labels`` {index: name} of an integer mask also go into the file: NIfTI intent ``label``
+    (1002) and the names in ``descrip`` (80 characters), NRRD/MHA metadata ``uncol_labels`` (JSON);
+    :func:`uncol.data.labelmeta.write_label_tables` writes the colour tables beside the masks.
     """
     from uncol.runtime import atomic_write
 
     path = Path(path)
     fmt = _fmt(path)
+    if fmt == "dicom":
+        raise DataError(f"{path}: uncol does not write DICOM; write the mask as .nii.gz, .nrrd or .mha")
+    if png_values not in ("visible", "raw"):
+        raise DataError(f"png_values must be 'visible' or 'raw', got {png_values!r}")
     array = np.asarray(array)
     if array.dtype.kind == "b":
         array = array.astype(np.uint8)
     spatial = array.shape[1:] if array.ndim == ref.ndim + 1 else array.shape
     if tuple(spatial) != ref.shape:
         raise DataError(f"{path}: array shape {array.shape} does not match reference {ref.path.name} shape {ref.shape}")
-    if fmt == "nifti":
-        if array.dtype.kind in "iu":
-            array = array.astype(_label_dtype(int(array.min()), int(array.max())), copy=False)
-        elif array.dtype != np.float32:
-            array = array.astype(np.float32)
-        data = array.transpose() if array.ndim == ref.ndim else np.stack([a.transpose() for a in array], axis=-1)
-
-        def write(p: Path) -> None:
-            import nibabel as nib
-
-            affine = ref.affine if ref.affine is not None else np.diag(list(reversed(ref.spacing)) + [1.0] * (4 - ref.ndim))
-            if affine.shape != (4, 4):
-                affine = np.eye(4)
-            img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
-            if ref.header is not None:
-                img.set_qform(affine, int(ref.header["qform_code"]) or 1)
-                img.set_sform(affine, int(ref.header["sform_code"]) or 1)
-            # nibabel picks the format from the name; the temp file keeps the real suffix
-            nib.save(img, str(p))
-
-        atomic_write_suffixed(path, write)
-    elif fmt == "png":
-        if array.ndim != 2:
-            raise DataError(f"{path}: PNG output needs a 2D array, got shape {array.shape}; write .nii.gz instead")
-        if array.dtype.kind == "f":
-            if array.size and (array.min() < 0 or array.max() > 1):
-                raise DataError(f"{path}: float maps written as PNG must lie in [0, 1]; write .nii.gz instead")
-            out = np.round(array * 255).astype(np.uint8)
-        else:
-            if array.size and (array.min() < 0 or array.max() > 255):
-                raise DataError(f"{path}: mask values outside 0..255 cannot be stored in an 8-bit PNG; write .nii.gz")
-            out = array.astype(np.uint8)
-
-        def write_png(p: Path) -> None:
-            from PIL import Image
-
-            Image.fromarray(out).save(p, format="PNG")
-
-        atomic_write(path, write_png)
+    if array.dtype.kind in "iu" and array.size:
+        array = array.astype(_label_dtype(int(array.min()), int(array.max())), copy=False)
+    elif array.dtype.kind == "f" and array.dtype != np.float32:
+        array = array.astype(np.float32)
+    names = dict(labels) if labels is not None and array.dtype.kind in "iu" else None
+    if fmt == "png":
+        out = png_values_of(array, path, None if png_values == "raw" or names is None else len(names))
+        atomic_write(path, lambda p: save_png(out, p))
+    elif fmt == "h5":
+        atomic_write(path, lambda p: save_h5(array, ref, p))
+    elif isinstance(ref.header, SitkGeometry) or fmt == "sitk":
+        geom = ref.header if isinstance(ref.header, SitkGeometry) else _plain_geometry(ref, path)
+        meta = {"uncol_labels": json.dumps({str(k): v for k, v in names.items()})} if names else None
+        atomic_write_suffixed(path, lambda p: write_sitk(array, geom, p, meta))
     else:
+        atomic_write_suffixed(path, lambda p: save_nifti(array, ref, p, names))
 
-        def write_h5(p: Path) -> None:
-            import h5py
 
-            with h5py.File(p, "w") as f:
-                ds = f.create_dataset("label", data=array, compression="gzip")
-                ds.attrs["spacing"] = np.asarray(ref.spacing, dtype=np.float64)
-
-        atomic_write(path, write_h5)
+def _plain_geometry(ref: Volume, path: Path) -> SitkGeometry:
+    if ref.affine is not None:
+        raise DataError(f"{path}: a mask of the NIfTI image {ref.path.name} is written as NIfTI; use .nii.gz")
+    return plain_geometry(ref.spacing)
 
 
 def atomic_write_suffixed(path: Path, write: Any) -> None:

@@ -87,6 +87,67 @@ def resize_label(y: Tensor, size: Sequence[int]) -> Tensor:
     return out if batched else out[0]
 
 
+RESIZE_MODES = ("stretch", "pad")
+
+
+def fit_box(native: Sequence[int], size: Sequence[int], mode: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Where a ``native``-sized image lies inside the model input of ``size``: ``(inner, offset)``.
+
+    ``"stretch"``: the whole input, ``inner = size``, offset 0 (each axis scaled on its own).
+    ``"pad"``: one scale for every axis, ``s = min(size_i / native_i)``, ``inner_i = round(native_i * s)``
+    (at least 1), centred: ``offset_i = (size_i - inner_i) // 2``; the rest is padding.
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    if mode == "stretch":
+        return tuple(int(t) for t in size), (0,) * len(size)
+    s = min(t / n for t, n in zip(size, native))
+    inner = tuple(min(t, max(1, round(n * s))) for n, t in zip(native, size))
+    return inner, tuple((t - i) // 2 for t, i in zip(size, inner))
+
+
+def _pad_to(x: Tensor, size: Sequence[int], offset: Sequence[int], value: float) -> Tensor:
+    pads: list[int] = []
+    for s, t, o in zip(reversed(x.shape[-len(size):]), reversed(size), reversed(offset)):
+        pads += [o, t - s - o]
+    return F.pad(x, pads, value=value) if any(pads) else x
+
+
+def fit_image(x: Tensor, size: Sequence[int], mode: str = "stretch") -> Tensor:
+    """``(C, *S)`` or ``(B, C, *S)`` float -> ``*size``: resized (bilinear/trilinear) per :func:`fit_box`;
+    ``"pad"`` fills the margin with each image's minimum (the background of a normalised image)."""
+    native = x.shape[-len(size):]
+    inner, offset = fit_box(native, size, mode)
+    y = resize_image(x, inner)
+    if inner == tuple(size):
+        return y
+    batched = y.dim() == len(size) + 2
+    lo = y.flatten(1).amin(1).view(-1, *[1] * (y.dim() - 1)) if batched else y.min()
+    inside = _pad_to(torch.ones_like(y), size, offset, 0.0)
+    return _pad_to(y, size, offset, 0.0) + (1 - inside) * lo
+
+
+def fit_label(y: Tensor, size: Sequence[int], mode: str = "stretch") -> Tensor:
+    """``(*S)`` or ``(B, *S)`` integer label -> ``*size`` (nearest neighbour), margin 0, as :func:`fit_image`."""
+    inner, offset = fit_box(y.shape[-len(size):], size, mode)
+    return _pad_to(resize_label(y, inner), size, offset, 0)
+
+
+def unfit(logits: Tensor, native: Sequence[int], mode: str = "stretch") -> Tensor:
+    """Inverse of :func:`fit_image` for model outputs ``(B, K, *size)`` (or ``(K, *size)``): the image's part
+    is cropped out of the padding and resized (bilinear/trilinear) back to ``native``."""
+    n = len(native)
+    inner, offset = fit_box(native, logits.shape[-n:], mode)
+    idx = (...,) + tuple(slice(o, o + i) for o, i in zip(offset, inner))
+    return resize_image(logits[idx], tuple(native))
+
+
+def fitted_spacing(spacing: Sequence[float], native: Sequence[int], size: Sequence[int], mode: str) -> tuple[float, ...]:
+    """mm per voxel of an image fitted to ``size`` (the spacing of the resized part, per axis)."""
+    inner, _ = fit_box(native, size, mode)
+    return tuple(float(sp) * n / i for sp, n, i in zip(spacing, native, inner))
+
+
 def pad_or_crop(x: Tensor, size: Sequence[int], value: float = 0.0) -> Tensor:
     """Centre-pad (with ``value``) and/or centre-crop the last ``len(size)`` dims of ``x`` to ``size``."""
     n = len(size)

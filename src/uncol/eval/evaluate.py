@@ -11,8 +11,9 @@ from tqdm.auto import tqdm
 
 from uncol.config import Config, from_dict
 from uncol.data.dataset import DatasetSpec
-from uncol.data.datasets import load_case
+from uncol.data.datasets import load_case, png_spacing
 from uncol.data.io import read_image, write_like
+from uncol.data.labelmeta import write_label_tables
 from uncol.data.splits import Split
 from uncol.data.transforms import normalize
 from uncol.errors import DataError
@@ -33,7 +34,10 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
                    progress: bool = True, pred_dir: Path | None = None) -> dict[str, Any]:
     """Predict every case at native resolution and score it; returns the ``metrics.json`` dict.
 
-    Distances are in mm from each case's spacing (``eval.convention`` = standard) or in voxels (medpy).
+    Distances are in mm from each case's spacing (``eval.convention`` = standard; in px when the files
+    store none and none was given, e.g. PNG without a spacing CSV) or in voxels (medpy). ``pred_dir``:
+    also write each predicted mask there (as :func:`predict_paths` does, PNG with visible values) with
+    the label tables.
     """
     names = [spec.labels[i] for i in sorted(spec.labels)]
     acc = MetricAccumulator(spec.num_classes, names, convention=cfg.eval.convention)
@@ -43,9 +47,14 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
             raise DataError(f"case {cid!r} has no label file; evaluate needs labelled cases (use predict instead)")
         probs = predict_probs(model, case.image, cfg, device)
         pred = probs.argmax(0).numpy().astype(np.int64)
-        acc.update(cid, pred, np.asarray(case.label), tuple(case.volume.spacing))
+        acc.update(cid, pred, np.asarray(case.label), case.spacing)
         if pred_dir is not None:
-            write_like(pred.astype(np.uint8), case.volume, pred_dir / Path(case.volume.path).name)
+            stem, ext, _ = output_names(Path(case.volume.path))
+            write_like(pred.astype(np.uint8), case.volume, pred_dir / f"{stem}{ext}", labels=spec.labels)
+    if pred_dir is not None:
+        from uncol.data.labelmeta import write_label_tables
+
+        write_label_tables(pred_dir, spec.labels)
     return acc.aggregate()
 
 
@@ -56,6 +65,16 @@ def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Mo
     model = build_model(cfg.model, spatial_dims=ckpt["spatial_dims"], num_classes=ckpt["num_classes"])
     load_state_strict(model, ckpt["model"], f"checkpoint {str(path)!r}")
     return model.to(device).eval(), cfg, ckpt
+
+
+def load_predictor(path: str | Path, device: torch.device) -> tuple[nn.Module, Config, dict]:
+    """:func:`model_from_checkpoint`, or for a TorchScript/ONNX file of ``uncol export`` its network, config
+    and metadata (``labels``, ``num_classes``, ``spatial_dims``)."""
+    from uncol.eval.export import is_exported, load_exported
+
+    if Path(path).is_file() and is_exported(path):
+        return load_exported(path, device)
+    return model_from_checkpoint(path, device)
 
 
 def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
@@ -107,40 +126,70 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
 
 
 def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path, device: str = "auto",
-                  uncertainty: bool = False, probabilities: bool = False) -> list[Path]:
-    """``uncol predict``: write a mask (and optionally entropy / probability maps) per input file.
+                  uncertainty: bool = False, probabilities: bool = False, png_values: str = "visible") -> list[Path]:
+    """``uncol predict``: write a mask (and optionally entropy / probability maps) per input.
 
-    Outputs keep the input's geometry (NIfTI affine, PNG size). Entropy is in nats, ``[0, ln K]``.
+    ``checkpoint``: a training checkpoint or a file written by ``uncol export`` (TorchScript / ONNX).
+    Inputs: NIfTI, PNG, H5, NRRD, MetaImage, DICOM (one ``.dcm`` or a series folder). Outputs keep the
+    input's geometry and header (:func:`uncol.data.io.write_like`); a DICOM input gives a ``.nii.gz``
+    mask. PNG masks get visible values (``index * 255 // (K - 1)``) unless ``png_values="raw"``.
+    The class names and colours go into ``labels.json`` / ``labels_slicer.ctbl`` /
+    ``labels_itksnap.txt`` in ``output``. Entropy is in nats, ``[0, ln K]``.
     """
     dev = resolve_device(device)
-    model, cfg, _ = model_from_checkpoint(checkpoint, dev)
+    model, cfg, ckpt = load_predictor(checkpoint, dev)
+    labels = {int(k): str(v) for k, v in (ckpt.get("labels") or {}).items()} or None
     outp = Path(output)
     prepare_out_dir(outp)
-    written = []
+    written = write_label_tables(outp, labels) if labels else []
     for path in tqdm(inputs, desc="predict", dynamic_ncols=True):
-        vol = read_image(path, png_spacing=cfg.data.png_spacing)
+        vol = read_image(path, png_spacing=png_spacing(cfg.data))
         img = torch.from_numpy(normalize(np.asarray(vol.array, dtype=np.float32), cfg.data, source=path)).unsqueeze(0)
         probs = predict_probs(model, img, cfg, dev)
-        name = Path(path).name
-        stem, ext = _split_ext(name)
-        mask_path = outp / name
-        write_like(probs.argmax(0).numpy().astype(np.uint8), vol, mask_path)
+        stem, mask_ext, map_ext = output_names(Path(path))
+        mask_path = outp / f"{stem}{mask_ext}"
+        write_like(probs.argmax(0).numpy().astype(np.uint8), vol, mask_path, labels=labels, png_values=png_values)
         written.append(mask_path)
         if uncertainty:
             ent = entropy(probs.unsqueeze(0), dim=1)[0].numpy().astype(np.float32)
-            p = outp / f"{stem}_entropy{ext if ext != '.png' else '.nii.gz'}"
-            write_like(ent, vol, p)
-            written.append(p)
+            written.append(outp / f"{stem}_entropy{map_ext}")
+            write_like(ent, vol, written[-1])
         if probabilities:
             for k in range(probs.shape[0]):
-                p = outp / f"{stem}_prob{k}{ext if ext != '.png' else '.nii.gz'}"
-                write_like(probs[k].numpy().astype(np.float32), vol, p)
-                written.append(p)
+                written.append(outp / f"{stem}_prob{k}{map_ext}")
+                write_like(probs[k].numpy().astype(np.float32), vol, written[-1])
     return written
 
 
-def _split_ext(name: str) -> tuple[str, str]:
-    for ext in (".nii.gz", ".nii", ".png", ".h5"):
-        if name.endswith(ext):
-            return name[: -len(ext)], ext
-    return Path(name).stem, Path(name).suffix
+_OUT_EXT = {".dcm": ".nii.gz", "": ".nii.gz", ".nhdr": ".nrrd", ".mhd": ".mha", ".hdf5": ".h5"}
+
+
+def output_names(path: Path) -> tuple[str, str, str]:
+    """``(stem, mask suffix, float-map suffix)`` of the outputs for input ``path``: the input's own format,
+    except DICOM (a ``.dcm`` or a series folder) -> ``.nii.gz``, detached headers (``.nhdr``/``.mhd``) ->
+    ``.nrrd``/``.mha``, and PNG float maps -> ``.nii.gz``."""
+    from uncol.data.io import split_suffix
+
+    stem, ext = split_suffix(path)
+    if path.is_dir():
+        stem, ext = path.name, ""
+    mask_ext = _OUT_EXT.get(ext, ext)
+    return stem, mask_ext, ".nii.gz" if mask_ext == ".png" else mask_ext
+
+
+def collect_inputs(src: str | Path) -> list[Path]:
+    """The images ``uncol predict`` segments for ``src``: a file, a DICOM series folder, or a folder of
+    images (every NIfTI/PNG/H5/NRRD/MetaImage/DICOM file and every DICOM series sub-folder)."""
+    from uncol.data.io import SUFFIXES, split_suffix
+    from uncol.data.io_sitk import is_dicom_series
+
+    src = Path(src)
+    if src.is_file() or is_dicom_series(src):
+        return [src]
+    if not src.is_dir():
+        raise DataError(f"input {str(src)!r} not found; pass an image file or a folder of images")
+    inputs = sorted(p for p in src.iterdir() if not p.name.startswith(".") and
+                    ((p.is_file() and split_suffix(p)[1]) or (p.is_dir() and is_dicom_series(p))))
+    if not inputs:
+        raise DataError(f"input folder {str(src)!r} holds no images ({', '.join(SUFFIXES)} or DICOM series folders)")
+    return inputs

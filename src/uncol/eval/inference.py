@@ -8,23 +8,10 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from uncol.config import Config
-
-
-def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
-    """x (B,C,*S) -> (B,C,*size)."""
-    if tuple(x.shape[2:]) == tuple(size):
-        return x
-    if mode == "nearest":
-        return F.interpolate(x, size=size, mode=mode)
-    return F.interpolate(x, size=size, mode=mode, align_corners=False)
-
-
-def _lin(nd: int) -> str:
-    return {1: "linear", 2: "bilinear", 3: "trilinear"}[nd]
+from uncol.data.transforms import fit_image, unfit
 
 
 @torch.inference_mode()
@@ -72,10 +59,10 @@ def _predict(model: nn.Module, image: torch.Tensor, cfg: Config, device: torch.d
         for i in range(0, slices.shape[0], 16):
             chunk = slices[i:i + 16]
             hw = tuple(chunk.shape[2:])
-            lg = model(_resize(chunk, tuple(d.size), "bilinear"))
-            out.append(torch.softmax(_resize(lg.float(), hw, "bilinear"), dim=1).cpu())
+            lg = model(fit_image(chunk, tuple(d.size), d.resize))
+            out.append(torch.softmax(unfit(lg.float(), hw, d.resize), dim=1).cpu())
         probs = torch.cat(out, 0).transpose(0, 1)  # (K, N, h, w)
         return probs.movedim(1, axis)
-    logits = model(_resize(x, tuple(d.size), _lin(len(native))))
-    logits = _resize(logits.float(), native, _lin(len(native)))
+    logits = model(fit_image(x, tuple(d.size), d.resize))  # data.resize: stretch, or pad keeping the aspect
+    logits = unfit(logits.float(), native, d.resize)
     return torch.softmax(logits, dim=1)[0].cpu()

@@ -2,7 +2,8 @@
 
 Two conventions (``convention=``):
 
-``"standard"`` (MONAI / DeepMind ``surface-distance``), distances in mm using the spacing:
+``"standard"`` (MONAI / DeepMind ``surface-distance``), distances in mm using the spacing (in pixels,
+    and labelled ``"px"``, when the spacing is unknown: ``spacing=None``):
     HD95 = max(P95(d(pred→gt)), P95(d(gt→pred))), the larger of the two directed 95th percentiles;
     ASD  = mean of the pooled surface distances of both directions (MONAI's
     ``compute_average_surface_distance(symmetric=True)``, and medpy>=0.5's ``assd``; older medpy
@@ -159,7 +160,10 @@ class MetricAccumulator:
                        "mean": {...}}],
          "missed": N,                           # (case, class) pairs with exactly one of pred/gt empty
          "num_cases": n, "convention": "standard" | "medpy",
-         "units": "mm" | "voxel"}
+         "units": "mm" | "px" | "voxel"}       # px: standard convention, spacing unknown (None)
+
+    Cases with a known spacing (mm) and cases without (px) cannot be averaged together: ``update``
+    refuses the mix with a DataError.
     """
 
     def __init__(
@@ -177,14 +181,24 @@ class MetricAccumulator:
         self.class_names = names
         self.convention = convention
         self._cases: list[tuple[str, dict[int, dict[str, Any]]]] = []
+        self._units: str | None = None
 
     def reset(self) -> None:
         self._cases = []
+        self._units = None
 
     def update(
         self, case_id: str, pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | None = None
     ) -> dict[int, dict[str, Any]]:
-        """Score one case (label maps ``(*S)``, spacing in mm); returns its :func:`case_metrics`."""
+        """Score one case (label maps ``(*S)``, spacing in mm, None = unknown: pixels); returns its
+        :func:`case_metrics`."""
+        units = "voxel" if self.convention == "medpy" else ("px" if spacing is None else "mm")
+        if self._units is not None and units != self._units:
+            from uncol.errors import DataError
+
+            raise DataError(f"case {case_id!r}: its distances would be in {units} but earlier cases' are in "
+                            f"{self._units}; give every case a spacing (e.g. `uncol data import-folder --spacing-csv`) or none")
+        self._units = units
         res = case_metrics(pred, gt, self.num_classes, spacing, self.convention)
         self._cases.append((str(case_id), res))
         return res
@@ -217,7 +231,7 @@ class MetricAccumulator:
             "missed": int(sum(v["missed"] for v in per_class.values())),
             "num_cases": len(self._cases),
             "convention": self.convention,
-            "units": "mm" if self.convention == "standard" else "voxel",
+            "units": self._units or ("mm" if self.convention == "standard" else "voxel"),
         }
 
 
@@ -226,7 +240,7 @@ def format_table(results: dict[str, dict[str, Any]], digits: int = 2) -> str:
 
     Columns: for each class (in order of first appearance) Dice %, Jaccard %, HD95, ASD; then the mean
     over classes as ``mean ± std`` over cases, and the ``missed`` count. Distance units per row
-    (mm for ``"standard"``, voxels for ``"medpy"``) are in the ``conv.`` column.
+    (mm or px for ``"standard"``, voxels for ``"medpy"``) are in the ``conv.`` column.
     """
     classes: list[str] = []
     for res in results.values():
