@@ -44,7 +44,7 @@ def example_input(cfg: Config, batch: int = 1, seed: int = 0) -> torch.Tensor:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "torchscript") -> Path:
     """Write the student of ``checkpoint`` to ``out`` as ``fmt`` (``torchscript`` | ``onnx``), atomically."""
-    from uncol.engine.checkpoint import load_checkpoint, load_state_strict
+    from uncol.runtime import load_checkpoint, load_state_strict
     from uncol.runtime import atomic_write
     from uncol.models import build_model
 

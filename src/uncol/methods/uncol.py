@@ -1,26 +1,14 @@
 """UnCoL: uncertainty-informed collaborative learning (SPEC.md §1–§4, §10), two stages on the shared loop.
 
 ``train_step`` reads in the order of the paper's figure: batch → teachers → pseudo-label fusion → losses.
-
-Stage 1 (labelled only): grid copy-paste inside the labelled batch; the frozen generalized teacher G,
-prompted with ground-truth boxes/points, feeds the knowledge adapter and is distilled on two paths:
-``L_1 = L_sup + λ(t) (L_vis + L_sem)``.
-Stage 2 (labelled + unlabelled): pseudo-labels for the un-mixed unlabelled images from G (prompted by the
-specialized teacher S's current pseudo-label) and S (the EMA student), fused by UAPL; BCP bidirectional
-copy-paste mixes images, ground truth and pseudo-labels with one mask;
-``L_2 = L_sup(GT part) + β L_sup(pseudo part) + λ(t) L_vis`` (BCP's ``mix_loss``).
-
-The knowledge path (SPEC §10; defaults follow the authors' code, ``docs/fidelity.md``):
-- stage 1, ``semantic_space: adapter``: L_sem = MSE(student's own adapter key/value, G's tokens projected
-  to the adapter width), gradients into both sides (CA_UNet.py ``loss_kd = MSELoss()(s_prior_features,
-  F_posterior)``); ``teacher``: eq. 2 with a training-only projector on the student side;
-- stage 2, ``stage2_knowledge: own``: the adapter reads the student's own ViT tokens, with gradient, for
-  both mixed images (hippocampus_train_2d.py ``ssl_train``: ``model(mixl_img, ..., unlab=True)`` and
-  ``model(mixu_img, ..., unlab=True)``); ``teacher_and_ema``: G's tokens of the labelled source and S's
-  tokens of the unlabelled source, concatenated (the paper's words, ours for a mixed image); ``ema``: S's
-  tokens of the mixed image (no gradient into the ViT).
-Other choices where the paper is silent (ours): features of mixed inputs from a cached teacher are the
-sources' cached features mixed with the same mask; G's stage-2 prompts come from S's pseudo-label.
+Stage 1 (labelled only): grid copy-paste; G, prompted with ground-truth boxes/points, feeds the adapter and
+is distilled on two paths: ``L_1 = L_sup + λ(t) (L_vis + L_sem)``. Stage 2: pseudo-labels for the un-mixed
+unlabelled images from G (prompted by S's pseudo-label) and S (the EMA student), fused by UAPL; BCP
+copy-paste; ``L_2 = L_sup(GT part) + β L_sup(pseudo part) + λ(t) L_vis`` (BCP's ``mix_loss``).
+The knowledge path follows the authors' code by default (stage 1: L_sem in the adapter's key/value space,
+CA_UNet.py ``loss_kd``; stage 2: the student's own ViT tokens with gradient, hippocampus_train_2d.py
+``model(mixl_img, ..., unlab=True)``); the paper's literal readings are options. Element by element:
+``docs/fidelity.md``. Ours: a cached G's features of mixed images are its sources' features, mixed.
 """
 from __future__ import annotations
 
@@ -47,43 +35,35 @@ from uncol.teachers.prompts import prompts_from_masks
 
 @dataclass(frozen=True)
 class UncolParams:
-    stage1_iterations: int = 0  # 0 -> train.iterations (paper: 15,000 per stage)
-    stage2_iterations: int = 0  # 0 -> train.iterations
+    stage1_iterations: int = 0  # ours: 0 -> train.iterations (paper: 15,000 per stage)
+    stage2_iterations: int = 0  # ours: 0 -> train.iterations (paper: 15,000 per stage)
     ema_momentum: float = 0.99  # paper
     freeze_ema_stage2: bool = False  # paper: S follows the student in stage 2; authors' code freezes it (True)
-    lambda_max: float = 0.1  # ours (paper's value lost); authors' code: 0.1
-    beta: float = 0.5  # weight of the pseudo-labelled part, on 0.5 (CE + Dice) (BCP and authors' code)
+    lambda_max: float = 0.1  # ours and authors' code (paper's value lost)
+    beta: float = 0.5  # paper (BCP): weight of the pseudo-labelled part, on 0.5 (CE + Dice)
     copy_paste_ratio: float = 0.6  # paper: 60 % of the grid
     copy_paste_grid: int = 4  # ours: 4x4 (2D) / 4x4x4 (3D)
-    bcp_ratio: float = 2.0 / 3.0  # BCP
-    visual_distill: bool = True  # ablation switch (DPKD visual path)
-    semantic_distill: bool = True  # ablation switch (DPKD semantic path, stage 1 only)
-    # where L_sem compares (SPEC §10): adapter = own key/value vs G's projected tokens (authors' code);
-    # teacher = SPEC eq. 2, phi_sem(F_stu^4) vs G's fused tokens (a training-only projector)
+    bcp_ratio: float = 2.0 / 3.0  # paper (BCP)
+    visual_distill: bool = True  # paper: DPKD visual path (ablation switch)
+    semantic_distill: bool = True  # paper: DPKD semantic path, stage 1 only (ablation switch)
+    # authors' code: adapter = MSE(own key/value, G's projected tokens); teacher = SPEC eq. 2 (phi_sem projector)
     semantic_space: Literal["adapter", "teacher"] = "adapter"
-    # adapter key/value in stage 2 (SPEC §10): own = the student's own ViT tokens with gradient (authors'
-    # code); teacher_and_ema = G (labelled source) + S (unlabelled source); ema = S's tokens of the mixed image
+    # authors' code: own = own ViT tokens with gradient; teacher_and_ema = G + S tokens (paper); ema = S's tokens
     stage2_knowledge: Literal["own", "teacher_and_ema", "ema"] = "own"
-    pseudo_label: Literal["uapl", "s_only", "avg"] = "uapl"  # Table 4: UAPL | S-Tch-PL | Avg-Tch-PL
-    # G's class probabilities for UAPL: product = background prod(1 - fg), renormalised (SPEC §3, ours);
-    # authors = softmax([1 - sum fg, fg]) (authors' code; compresses G's confidence, filters G early)
+    pseudo_label: Literal["uapl", "s_only", "avg"] = "uapl"  # paper (Table 4): UAPL | S-Tch-PL | Avg-Tch-PL
+    # ours: product = background prod(1 - fg), renormalised (SPEC §3); authors = softmax([1 - sum fg, fg])
     g_probs: Literal["product", "authors"] = "product"
-    normalized_entropy: bool = False  # authors' code: True (U / ln C in the thresholds and weights)
-    use_generalized_teacher: bool = True  # False = no G at all (the ablation baseline)
-    layer_map: tuple[tuple[int, int], ...] = ((1, 0), (2, 1), (3, 2))  # (student layer 1-based, teacher feature idx)
-    largest_component: bool = False  # authors' code keeps the largest component of S's pseudo-label
-    projector_hidden: int = 0  # 0 -> max(d_s, d_t)
-    stage2_box_jitter_px: float = 0.0  # outward jitter (MedSAM 1024 frame) of G's stage-2 boxes (ours: tight)
-    prompt_points: int = 5  # positive points per class for point-prompted (3D) teachers (authors' code: 5 clicks)
-    prompt_negative_points: int = 0  # negative points per class near its bounding box (ours)
-    # prompt-free BatchNorm statistics (ours): recompute the student's before evaluation, and S's when
-    # stage 2 starts, from up to recalibrate_images training images with the student's own tokens
-    recalibrate_bn: bool = True
-    recalibrate_images: int = 64
-    # S keeps BatchNorm statistics of its own, updated by a prompt-free pass per stage-2 step (ours; needed
-    # when the student's statistics come from G's tokens, stage2_knowledge teacher_and_ema); False: S
-    # copies the student's at each EMA update
-    ema_own_bn: bool = False
+    normalized_entropy: bool = False  # paper: nats; authors' code: True (U / ln C in thresholds and weights)
+    use_generalized_teacher: bool = True  # paper: False = no G at all (the ablation baseline)
+    layer_map: tuple[tuple[int, int], ...] = ((1, 0), (2, 1), (3, 2))  # ours: (student layer, teacher feature idx)
+    largest_component: bool = False  # paper: off; authors' code keeps S's pseudo-label's largest component
+    projector_hidden: int = 0  # ours: 0 -> max(d_s, d_t)
+    stage2_box_jitter_px: float = 0.0  # ours: outward jitter (MedSAM 1024 frame) of G's stage-2 boxes
+    prompt_points: int = 5  # authors' code (5 clicks): positive points per class for 3D teachers
+    prompt_negative_points: int = 0  # ours: negative points per class near its bounding box
+    recalibrate_bn: bool = True  # ours: prompt-free BatchNorm statistics before evaluation and at stage 2
+    recalibrate_images: int = 64  # ours: training images used for the recalibration
+    ema_own_bn: bool = False  # ours: S keeps BatchNorm statistics of its own (prompt-free pass per step)
 
 
 @METHODS.register("uncol")
@@ -104,8 +84,7 @@ class Uncol(Method):
         if g is None:
             self._teacher = []
         self._gen = torch.Generator().manual_seed(ctx.cfg.train.seed + 17)
-        self._run: list[Any] = []  # the run context (a list: not a submodule)
-        self._filled = False
+        self._run, self._filled = [], False  # the run context (a list: not a submodule)
 
     # -- schedule and run hooks ------------------------------------------------------------------------
     def stages(self) -> list[StagePlan]:
@@ -132,8 +111,8 @@ class Uncol(Method):
                 self._recalibrate(self.student)  # statistics gathered in stage 1 saw G's tokens
             self.ema.reset(self.student)
 
-    def after_step(self, it: int, total: int) -> None:
-        self.ema.update(self.student)  # a no-op while frozen (stage 1; stage 2 with freeze_ema_stage2)
+    def after_step(self, it: int, total: int) -> None:  # a no-op while S is frozen
+        self.ema.update(self.student)
 
     def inference_model(self) -> nn.Module:
         """The student, prompt-free; its BatchNorm statistics recalibrated for inference if asked."""
@@ -143,13 +122,11 @@ class Uncol(Method):
 
     def _recalibrate(self, model: nn.Module) -> None:
         items = [(d, i) for d in self._datasets() for i in range(len(d))][: self.params.recalibrate_images]
-        dev = self._device()
-        recalibrate_batchnorm(model, (torch.stack([d.get_seeded(i, 0)["image"] for d, i in items[k:k + 4]]).to(dev)
-                                      for k in range(0, len(items), 4)))
+        recalibrate_batchnorm(model, (torch.stack([d.get_seeded(i, 0)["image"] for d, i in items[k:k + 4]])
+                                      .to(self._device()) for k in range(0, len(items), 4)))
 
     def _datasets(self) -> list[Any]:
-        run = self._run[0] if self._run else None
-        return [] if run is None else [d for d in (run.labeled_ds, run.unlabeled_ds) if d is not None]
+        return [d for r in self._run for d in (r.labeled_ds, r.unlabeled_ds) if d is not None]
 
     def _device(self) -> torch.device:
         return next(self.student.parameters()).device
@@ -174,15 +151,13 @@ class Uncol(Method):
             g = self._decode(emb, ym, self.cfg.teacher.box_jitter_px)
         grid = self.student.token_grid(tuple(x.shape[2:]))
         know = resample_tokens(g.fused, grid, src_grid=g.fused_grid)
-        # 3. student with G's knowledge in the adapter; 4. losses
         out = self.student.forward_features(xm, teacher_knowledge=know)
         loss = sup_loss(out.logits, ym, parts=parts)
-        lam = p.lambda_max * sigmoid_rampup(it, total)
-        dpkd = torch.zeros((), device=x.device)
+        lam, dpkd = p.lambda_max * sigmoid_rampup(it, total), torch.zeros((), device=x.device)
         if p.visual_distill:
-            dpkd = dpkd + self._part(parts, "vis", self._visual(out.vit_tokens, emb.visual, grid))
+            dpkd = dpkd + _part(parts, "vis", self._visual(out.vit_tokens, emb.visual, grid))
         if p.semantic_distill:
-            dpkd = dpkd + self._part(parts, "sem", self._semantic(out, know, grid))
+            dpkd = dpkd + _part(parts, "sem", self._semantic(out, know, grid))
         loss = loss + lam * dpkd
         return StepOutput(loss, {"loss": loss.item(), "lambda": lam, **parts})
 
@@ -227,29 +202,26 @@ class Uncol(Method):
         if emb_l is not None and p.visual_distill:
             vis = [torch.cat([mix(a, b, _resize(k, a), nd), mix(b, a, _resize(k, a), nd)])
                    for a, b in zip(emb_l.visual, emb_u.visual)]
-            l_vis = self._part(parts, "vis", self._visual(out.vit_tokens, vis, out.grid))
+            l_vis = _part(parts, "vis", self._visual(out.vit_tokens, vis, out.grid))
             loss = loss + p.lambda_max * sigmoid_rampup(it, total) * l_vis
         return StepOutput(loss, {"loss": loss.item(), **parts})
 
     def _stage2_student(self, x_mix: Tensor, s_out: Any, g_l: Any, size: tuple[int, ...]) -> Any:
         """The student on the mixed batch ``x_mix (2B, C, *S)``, its adapter fed per ``stage2_knowledge``."""
-        mode = self.params.stage2_knowledge
-        if mode == "own":
+        if self.params.stage2_knowledge == "own":
             return self.student.forward_features(x_mix)
-        if mode == "ema" or g_l is None:
+        if self.params.stage2_knowledge == "ema" or g_l is None:
             with torch.no_grad():
                 s_mix = self.ema.module.forward_features(x_mix).vit_tokens[-1]
             return self.student.forward_features(x_mix, vit_knowledge=s_mix)
         know_l = resample_tokens(g_l.fused, self.student.token_grid(size), src_grid=g_l.fused_grid)
-        s_tokens = s_out.vit_tokens[-1]
         return self.student.forward_features(x_mix, teacher_knowledge=torch.cat([know_l, know_l]),
-                                             vit_knowledge=torch.cat([s_tokens, s_tokens]))
+                                             vit_knowledge=torch.cat([s_out.vit_tokens[-1]] * 2))
 
     # -- pieces ----------------------------------------------------------------------------------------
     def _decode(self, emb: Any, masks: Tensor, jitter: float, ent: Tensor | None = None,
                 tau: float | None = None) -> Any:
-        """G's decoder prompted from ``masks`` (B,*S): boxes (2D, slice-wise) or points (3D), drawn inside
-        the class or inside its low-entropy region (``ent`` < ``tau``) for pseudo-labels (SPEC §5)."""
+        """G's decoder prompted from ``masks`` (B,*S): boxes or points, points where ``ent`` < ``tau`` (SPEC §5)."""
         p = self.params
         prompts = prompts_from_masks(masks, self.num_classes, kind=self.teacher.prompt_kind, jitter_px=jitter,
                                      generator=self._gen, entropy=ent, entropy_threshold=tau,
@@ -266,10 +238,11 @@ class Uncol(Method):
             return F.mse_loss(self.student.own_knowledge(out.vit_tokens[-1], grid), out.knowledge)
         return semantic_distill_loss(out.vit_tokens[-1], know, grid, self.sem_proj, grid)
 
-    @staticmethod
-    def _part(parts: dict[str, float], name: str, value: Tensor) -> Tensor:
-        parts[name] = value.item()
-        return value
+
+
+def _part(parts: dict[str, float], name: str, value: Tensor) -> Tensor:
+    parts[name] = value.item()
+    return value
 
 
 def _resize(k: Tensor, like: Tensor) -> Tensor:
