@@ -196,3 +196,19 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
             f"{source} was made for another architecture: {'; '.join(parts)}; use the config the checkpoint was trained with"
         )
     module.load_state_dict(state, strict=True)
+
+
+def read_json_object(path: Path, what: str, missing_fix: str, expected: str) -> dict:
+    """The JSON object in ``path``; a missing file, bad JSON or a non-object is a one-line ``DataError``
+    naming the file (``what`` names it for people, ``missing_fix`` says what to do, ``expected`` its content)."""
+    from uncol.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found; {missing_fix}")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: {what} is not valid JSON ({e}); fix the syntax") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: {what} must be a JSON object with {expected}")
+    return obj

@@ -20,7 +20,8 @@ def make_nnunet_v2(root: Path, ids: tuple[str, ...] = ("la_003", "la_007"), test
     for i, cid in enumerate(ids):
         lab = np.zeros((6, 5, 4), np.uint8)
         lab[1:3, 1:4, 1:3] = 1 + i % 2
-        nib.save(nib.Nifti1Image(np.full((6, 5, 4), float(i), np.float32), np.eye(4)), str(root / "imagesTr" / f"{cid}_0000.nii.gz"))
+        img = nib.Nifti1Image(np.full((6, 5, 4), float(i), np.float32), np.eye(4))
+        nib.save(img, str(root / "imagesTr" / f"{cid}_0000.nii.gz"))
         nib.save(nib.Nifti1Image(lab, np.eye(4)), str(root / "labelsTr" / f"{cid}.nii.gz"))
     for cid in test:
         nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), np.eye(4)), str(root / "imagesTs" / f"{cid}_0000.nii.gz"))

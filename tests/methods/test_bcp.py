@@ -10,8 +10,8 @@ from torch import nn
 from uncol.config import Config, from_dict
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
-from uncol.methods.base import MethodContext
 from uncol.losses.segmentation import mix_loss
+from uncol.methods.base import MethodContext
 from uncol.methods.bcp import BCP, BCPParams, halves
 
 LN2 = math.log(2)

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from uncol.schedules import uapl_threshold
 from uncol.pseudo.uapl import fuse, largest_component
 from uncol.pseudo.uncertainty import entropy
 from uncol.registry import UnknownNameError
+from uncol.schedules import uapl_threshold
 
 
 def _maps() -> tuple[torch.Tensor, torch.Tensor]:

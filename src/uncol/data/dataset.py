@@ -27,6 +27,7 @@ from uncol.data.io_sitk import is_dicom_series
 from uncol.data.nnunet import is_nnunet_v2, nnunet_cases
 from uncol.data.spacing import read_spacing_csv, spacing_for
 from uncol.errors import DataError
+from uncol.runtime import read_json_object
 
 
 @dataclass(frozen=True)
@@ -79,17 +80,8 @@ class DatasetSpec:
         root = Path(root)
         jpath = root if root.is_file() else root / "dataset.json"
         root = jpath.parent
-        if not jpath.is_file():
-            raise DataError(
-                f"{jpath}: dataset.json not found; point data.root at a folder with dataset.json "
-                "or create one with `uncol data import-folder IMAGES LABELS OUT`"
-            )
-        try:
-            meta = json.loads(jpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{jpath}: not valid JSON ({e}); fix the syntax") from None
-        if not isinstance(meta, dict):
-            raise DataError(f"{jpath}: expected a JSON object with 'labels' and 'training'")
+        meta = read_json_object(jpath, "dataset.json", "point data.root at a folder with dataset.json or create "
+                                "one with `uncol data import-folder IMAGES LABELS OUT`", "'labels' and 'training'")
         labels = parse_labels(meta.get("labels"), jpath)
         if is_nnunet_v2(meta):
             train, test = nnunet_cases(meta, root, jpath)
@@ -251,6 +243,26 @@ def _check_pairs(imgs: dict[str, Path], labs: dict[str, Path], labels: dict[int,
     return values, ndims, spacings
 
 
+def _pair_by_stem(images_dir: Path, labels_dir: Path, pattern: str,
+                  label_pattern: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Images and labels by shared stem; an image without a label (or the reverse) is a ``DataError``."""
+    imgs = _list_by_stem(images_dir, pattern, "image")
+    labs = _list_by_stem(labels_dir, label_pattern, "label")
+    missing = sorted(set(imgs) - set(labs))
+    if missing:
+        raise DataError(
+            f"{imgs[missing[0]]}: no label named {label_pattern.format(stem=missing[0])}.* in {labels_dir} "
+            f"({len(missing)} images lack one); add the labels or fix --label-pattern"
+        )
+    orphans = sorted(set(labs) - set(imgs))
+    if orphans:
+        raise DataError(
+            f"{labs[orphans[0]]}: no image named {pattern.format(stem=orphans[0])}.* in {images_dir} "
+            f"({len(orphans)} labels lack one); remove them or fix --pattern"
+        )
+    return imgs, labs
+
+
 def import_folder(
     images_dir: str | Path,
     labels_dir: str | Path,
@@ -278,20 +290,7 @@ def import_folder(
     if label_suffix:
         label_pattern = "{stem}" + label_suffix
     images_dir, labels_dir, out_dir = Path(images_dir), Path(labels_dir), Path(out_dir)
-    imgs = _list_by_stem(images_dir, pattern, "image")
-    labs = _list_by_stem(labels_dir, label_pattern, "label")
-    missing = sorted(set(imgs) - set(labs))
-    if missing:
-        raise DataError(
-            f"{imgs[missing[0]]}: no label named {label_pattern.format(stem=missing[0])}.* in {labels_dir} "
-            f"({len(missing)} images lack one); add the labels or fix --label-pattern"
-        )
-    orphans = sorted(set(labs) - set(imgs))
-    if orphans:
-        raise DataError(
-            f"{labs[orphans[0]]}: no image named {pattern.format(stem=orphans[0])}.* in {images_dir} "
-            f"({len(orphans)} labels lack one); remove them or fix --pattern"
-        )
+    imgs, labs = _pair_by_stem(images_dir, labels_dir, pattern, label_pattern)
     values, ndims, spacings = _check_pairs(imgs, labs, labels, spacing_csv)
     if labels is None:
         k = max(values) + 1

@@ -207,7 +207,8 @@ class SegmentationDataset(Dataset):
             # the un-augmented image and the augmentation as one affine theta, so that cached teacher
             # features of ``base_image`` can be moved like the image (uncol.teachers.cache.warp_embedding)
             sample["base_image"] = base.float().contiguous()
-            sample["aug_theta"] = theta if theta is not None else torch.cat([torch.eye(img.dim() - 1), torch.zeros(img.dim() - 1, 1)], 1)
+            eye = torch.cat([torch.eye(img.dim() - 1), torch.zeros(img.dim() - 1, 1)], 1)
+            sample["aug_theta"] = theta if theta is not None else eye
         if self.labeled and y is not None:
             sample["label"] = y.long().contiguous()
         return sample

@@ -164,7 +164,8 @@ def _read(path: str | Path, label: bool, png_spacing: float | None, spacing: Seq
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001  nibabel / PIL / h5py / zlib raise many types for a broken file
-        raise DataError(f"{path}: cannot read the file ({_reason(e)}); it is truncated or not a valid {fmt} file, re-export it") from None
+        raise DataError(f"{path}: cannot read the file ({_reason(e)}); it is truncated or not a valid {fmt} file, "
+                        "re-export it") from None
     if data.size == 0:
         raise DataError(f"{path}: image has zero size (shape {tuple(data.shape)}); remove or re-export it")
     if sp is None:  # the file stores no voxel size: the one given, else pixels

@@ -72,7 +72,8 @@ def bcp_mask(
     """BCP's mask (Bai et al., CVPR 2023, ``generate_mask`` / ``context_mask``): False inside a block
     of ``int(ratio * size)`` voxels along each axis, True elsewhere.
 
-    As BCP, the block sits at a random position inside the image; we draw its corner uniformly from all ``size - block + 1`` valid positions
+    As BCP, the block sits at a random position inside the image; we draw its corner uniformly from all
+    ``size - block + 1`` valid positions
     (BCP's ``np.random.randint(0, size - block)`` never touches the last row -- an off-by-one we do
     not copy). BCP then mixes ``X_in = X_L * mask + X_U * (1 - mask)``, i.e. ``mix(X_L, X_U, mask)``:
     the block comes from the *second* argument.

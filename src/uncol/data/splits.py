@@ -9,7 +9,6 @@ Split file format (also what a user writes to fix the split by case lists)::
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 
 from uncol.config import SplitConfig
 from uncol.errors import DataError
+from uncol.runtime import read_json_object
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,8 @@ class Split:
     def load(cls, path: str | Path, labeled: float | None = None, seed: int = 0) -> Split:
         """Read a split file; without ``labeled`` lists, draw them from ``train`` (needs ``labeled``)."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: split file not found; fix data.split.file or remove it to split by ratio")
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: split file is not valid JSON ({e}); fix or delete it") from None
-        if not isinstance(raw, dict):
-            raise DataError(f"{path}: split file must be a JSON object with train/val/test lists")
+        raw = read_json_object(path, "split file", "fix data.split.file or remove it to split by ratio",
+                               "train/val/test lists")
         parts: dict[str, list[str]] = {}
         for key in ("train", "val", "test", "labeled", "unlabeled"):
             v = raw.get(key, [] if key in ("val", "test") else None)

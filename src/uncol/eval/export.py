@@ -44,9 +44,8 @@ def example_input(cfg: Config, batch: int = 1, seed: int = 0) -> torch.Tensor:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "torchscript") -> Path:
     """Write the student of ``checkpoint`` to ``out`` as ``fmt`` (``torchscript`` | ``onnx``), atomically."""
-    from uncol.runtime import load_checkpoint, load_state_strict
-    from uncol.runtime import atomic_write
     from uncol.models import build_model
+    from uncol.runtime import atomic_write, load_checkpoint, load_state_strict
 
     if fmt not in FORMATS:
         raise CheckpointError(f"export format {fmt!r} unknown; use one of {', '.join(FORMATS)}")

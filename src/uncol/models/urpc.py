@@ -30,6 +30,7 @@ draws the feature-dropout ratio from numpy).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,18 +66,16 @@ class UNetURPC(UNet):
 
     def __init__(
         self,
-        spatial_dims: int = 2,
-        in_channels: int = 1,
-        num_classes: int = 2,
-        feature_chns: tuple[int, ...] = (16, 32, 64, 128, 256),
-        dropout: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5),
-        bilinear: bool = True,
+        *args: Any,
         aux_dropout: float = 0.5,
         feature_drop_range: tuple[float, float] = (0.7, 0.9),
         noise_strength: float = 0.3,
         upsample: str = "nearest",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(spatial_dims, in_channels, num_classes, feature_chns, dropout, bilinear)
+        """``*args, **kwargs``: :class:`~uncol.models.unet.UNet`'s (spatial_dims, in_channels, num_classes, ...)."""
+        super().__init__(*args, **kwargs)
+        spatial_dims, num_classes = self.spatial_dims, self.num_classes
         if upsample not in ("nearest", "linear"):
             raise ValueError(f"upsample must be 'nearest' or 'linear', got {upsample!r}")
         Conv = blocks.conv(spatial_dims)
@@ -138,4 +137,5 @@ def build_unet_urpc(*, spatial_dims: int, in_channels: int, num_classes: int, pa
     if p.upsample not in ("nearest", "linear"):
         raise ConfigError(f"config key 'model.params.upsample' must be nearest or linear, got {p.upsample!r}")
     return UNetURPC(spatial_dims, in_channels, num_classes, p.feature_chns, p.dropout, p.bilinear,
-                    p.aux_dropout, p.feature_drop_range, p.noise_strength, p.upsample)
+                    aux_dropout=p.aux_dropout, feature_drop_range=p.feature_drop_range,
+                    noise_strength=p.noise_strength, upsample=p.upsample)

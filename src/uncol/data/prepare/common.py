@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from uncol.runtime import atomic_write_json
 from uncol.errors import DataError
 from uncol.registry import Registry
+from uncol.runtime import atomic_write_json
 
 #: name -> ``fn(raw_dir: Path, out_dir: Path, *, download: bool, seed: int, **options) -> Path``
 PREPARERS: Registry[Callable[..., Path]] = Registry("dataset preparer")

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-
 from uncol.data.prepare.common import (
     PREPARERS,
     as_label,

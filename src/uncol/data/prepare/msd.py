@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-
 from uncol.data.prepare.common import (
     PREPARERS,
     as_label,
@@ -35,8 +34,8 @@ from uncol.data.prepare.common import (
 )
 from uncol.data.prepare.download import download as fetch
 from uncol.data.prepare.download import extract_tar
-from uncol.runtime import atomic_write_json
 from uncol.errors import ConfigError, DataError
+from uncol.runtime import atomic_write_json
 
 MIRROR = "https://msd-for-monai.s3-us-west-2.amazonaws.com/{task}.tar"
 MD5 = {

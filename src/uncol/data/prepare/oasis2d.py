@@ -17,11 +17,11 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from uncol import __version__
-
 from uncol.data.prepare.common import (
     PREPARERS,
     as_label,
@@ -104,7 +104,8 @@ def find_root(raw_dir: Path) -> Path:
     subs = [d for d in raw_dir.iterdir() if d.is_dir() and has_subjects(d)]
     if len(subs) == 1:
         return subs[0]
-    raise DataError(f"no OASIS_OAS1_XXXX_MR1 subject folders in {raw_dir}; unpack neurite-oasis.2d.v1.0.tar there (or use --download)")
+    raise DataError(f"no OASIS_OAS1_XXXX_MR1 subject folders in {raw_dir}; unpack neurite-oasis.2d.v1.0.tar there "
+                    "(or use --download)")
 
 
 def _squeeze2d(a: np.ndarray, path: Path) -> np.ndarray:

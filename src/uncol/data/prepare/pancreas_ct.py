@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from uncol import __version__
-
 from uncol.data.prepare.common import (
     PREPARERS,
     as_label,
@@ -44,8 +43,8 @@ from uncol.data.prepare.common import (
     write_dataset_json,
     write_info,
 )
-from uncol.runtime import atomic_write_json
 from uncol.errors import DataError
+from uncol.runtime import atomic_write_json
 
 # ycwu1997/MC-Net, MC-Net/data/Pancreas/train.list (commit 39a50864a607fb6e664de0dd6a17ab2ba929ace3), in order.
 TRAIN = [57, 18, 62, 31, 20, 17, 32, 79, 61, 64, 70, 19, 48, 76, 41, 52, 49, 71, 72, 34, 10, 15, 77, 80,
