@@ -176,15 +176,16 @@ class Uncol(Method):
             s_label = largest_component(p_s.argmax(1), self.num_classes) if p.largest_component else p_s.argmax(1)
             p_g, emb_l, emb_u, g_l = p_s, None, None, None
             if self.teacher is not None:
-                emb_u, emb_l = self.teacher.encode_part(batch.unlabeled), self.teacher.encode_part(batch.labeled)
+                emb_u = self.teacher.encode_part(batch.unlabeled)
+                emb_l = (self.teacher.encode_part(batch.labeled)  # used by L_vis and teacher_and_ema only
+                         if p.visual_distill or p.stage2_knowledge == "teacher_and_ema" else None)
                 u_s = entropy(p_s, dim=1, normalized=p.normalized_entropy)
                 g_u = self._decode(emb_u, s_label, p.stage2_box_jitter_px, u_s, tau)
                 p_g = (g_u.probs if p.g_probs == "product" or g_u.fg is None
                        else authors_probs(g_u.fg, g_u.prompted[:, 1:])).float()
                 if p.stage2_knowledge == "teacher_and_ema":
                     g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px)
-            # 2. pseudo-label fusion (UAPL / S-only / average)
-            pl = fuse(p_g, p_s, tau, mode=p.pseudo_label if self.teacher is not None else "s_only",
+            pl = fuse(p_g, p_s, tau, mode=p.pseudo_label if self.teacher is not None else "s_only",  # 2. UAPL
                       normalize_entropy=p.normalized_entropy)
         # 3. bidirectional copy-paste with one mask K (True: from the labelled image in x_in)
         k = bcp_mask(tuple(xl.shape[2:]), p.bcp_ratio, self._gen).to(xl.device)
@@ -197,8 +198,7 @@ class Uncol(Method):
         out = self._stage2_student(x_mix, s_out, g_l, tuple(xl.shape[2:]))
         l_sup, l_pl = sup_loss(out.logits, y_mix, gt_region), sup_loss(out.logits, y_mix, pl_region)
         loss = l_sup + p.beta * l_pl  # = losses.segmentation.mix_loss(..., u_weight=beta), BCP's weighting
-        parts = {"sup": l_sup.item(), "pseudo": l_pl.item(), "tau": float(tau),
-                 "pl_coverage": pl.mask.float().mean().item()}
+        parts = {"sup": l_sup.item(), "pseudo": l_pl.item(), "tau": float(tau), "pl_coverage": pl.mask.float().mean().item()}
         if emb_l is not None and p.visual_distill:
             vis = [torch.cat([mix(a, b, _resize(k, a), nd), mix(b, a, _resize(k, a), nd)])
                    for a, b in zip(emb_l.visual, emb_u.visual)]
