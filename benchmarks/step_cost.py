@@ -1,0 +1,252 @@
+"""Cost of one training step of UnCoL and its baselines, measured in ONE process run (issue 15).
+
+    python benchmarks/step_cost.py                               # all settings, writes benchmarks/results/step_cost.{md,json}
+    python benchmarks/step_cost.py --settings 2d128 --steps 10   # one setting
+    python benchmarks/step_cost.py --data2d data/hc18 --data3d ../shared/data/msd_task04_hippocampus
+
+Every row is a real training step of the shared loop (``engine.loop.Trainer.train_iteration``: batch from
+the loader, method step, backward, optimiser step, EMA update), on the same data and batch shape
+(2 labelled + 2 unlabelled; stage 1 of UnCoL and the supervised U-Net take the 4 labelled images
+their configs take), after ``--warmup`` untimed steps; the figure is the median of ``--steps``.
+Settings: 2D HC18 at 128² and 256² (LiteMedSAM, cached features), 3D hippocampus at the 3D suite's size
+(LiteMedSAM slice by slice, cached). The teacher cache is filled before timing (it is filled once per
+dataset, not per step) into a temporary folder unless ``--cache`` names one.
+
+Shares: timers wrapped around the teacher's parts (cache read and warp = "G encode (cache)", the prompt
+encoder, the mask decoder's two-way transformer, the rest of the decoder = mask upscaling, logits to
+probabilities), S (the EMA student's forward), the student's forward, the backward pass; "losses and
+rest" is the step minus those (losses, mixing, prompts, optimiser, EMA update, loader). Timers call
+``torch`` synchronously on the CPU; on CUDA they synchronise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import uncol.methods  # noqa: F401  (fills the registries)
+from uncol.config import load_config
+from uncol.engine.distributed import DistInfo
+from uncol.engine.loop import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "src" / "uncol" / "assets" / "demo"
+PARTS = ("G encode (cache)", "G prompt encoder", "G decoder transformer", "G decoder rest", "S (EMA) forward",
+         "student forward", "backward")
+
+
+class Timers:
+    """Seconds per part for the current step; a timer inside another subtracts its time from the outer one."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.now, self.stack = device, defaultdict(float), []
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        self.sync()
+        t = time.perf_counter()
+        self.stack.append([0.0])
+        try:
+            yield
+        finally:
+            self.sync()
+            dt = time.perf_counter() - t
+            self.now[name] += dt - self.stack.pop()[0]
+            if self.stack:
+                self.stack[-1][0] += dt
+
+    def wrap(self, obj: Any, attr: str, name: str) -> None:
+        fn: Callable = getattr(obj, attr)
+
+        def timed(*a: Any, **k: Any) -> Any:
+            with self.time(name):
+                return fn(*a, **k)
+
+        setattr(obj, attr, timed)
+
+
+def _instrument(trainer: Trainer, timers: Timers) -> None:
+    method = trainer.method
+    student = method.student
+    timers.wrap(student, "forward_features" if hasattr(student, "forward_features") else "forward", "student forward")
+    if hasattr(student, "forward_features"):
+        timers.wrap(student, "forward", "student forward")
+    ema = getattr(method, "ema", None)
+    if ema is not None:
+        for attr in ("forward_features", "forward"):
+            if hasattr(ema.module, attr):
+                timers.wrap(ema.module, attr, "S (EMA) forward")
+    t = method.teacher
+    if t is None:
+        return
+    for attr in ("encode_part", "encode_mixed"):
+        timers.wrap(t, attr, "G encode (cache)")
+    base = t
+    while hasattr(base, "teacher") or hasattr(base, "base"):
+        base = getattr(base, "teacher", None) or getattr(base, "base")
+    timers.wrap(base.prompt_encoder, "forward", "G prompt encoder")
+    timers.wrap(base.mask_decoder.transformer, "forward", "G decoder transformer")
+    timers.wrap(base, "decode", "G decoder rest")  # whatever decode spends outside the timers above
+
+
+def measure(cfg_path: Path, sets: list[str], stage: int, warmup: int, steps: int, out: Path,
+            progress: bool = False) -> dict[str, Any]:
+    """Median ms per step of stage ``stage`` of the config, and the median ms per part."""
+    cfg = load_config(cfg_path, sets)
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, out, resume=False, stages=None, progress=progress, dist=DistInfo(), stop_after=None)
+    trainer.restore()
+    plan = trainer.plan
+    if stage >= len(plan):
+        raise SystemExit(f"{cfg.method.name} has {len(plan)} stages, asked for stage index {stage}")
+    # the stages before the timed one run their begin hooks only (e.g. UnCoL's cache fill in stage 1)
+    for pi in range(stage):
+        trainer.start_stage(pi, plan[pi])
+    trainer.start_stage(stage, plan[stage])
+    timers = Timers(trainer.run_ctx.device)
+    _instrument(trainer, timers)
+
+    def timed_backward(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        with timers.time("backward"):
+            loss.backward()
+        opt.step()
+
+    trainer.run_ctx.backward = timed_backward  # type: ignore[method-assign]
+    total = plan[stage].iterations
+    times, parts = [], defaultdict(list)
+    for i in range(warmup + steps):
+        timers.now = defaultdict(float)
+        timers.sync()
+        t0 = time.perf_counter()
+        trainer.train_iteration(min(i, total - 1), total)
+        timers.sync()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+            for k in PARTS:
+                parts[k].append(timers.now.get(k, 0.0))
+            parts["losses and rest"].append(dt - sum(timers.now.values()))
+    return {"ms": 1000 * statistics.median(times), "ms_all": [round(1000 * t, 1) for t in times],
+            "parts_ms": {k: round(1000 * statistics.median(v), 1) for k, v in parts.items()}}
+
+
+def settings(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    common = ["train.threads=%d" % a.threads, f"train.device={a.device}", "train.batch_size=4",
+              "train.labeled_bs=2", "train.unlabeled_bs=2", "train.val_every=100000", "train.save_every=100000",
+              "data.split.labeled=0.5", "method.params.stage1_iterations=1000", "method.params.stage2_iterations=1000",
+              "method.params.recalibrate_images=8"]
+    d2 = ["data.root=" + str(a.data2d), "data.augment={enabled: true, flip: true, rotate_deg: 20.0}"]
+    d3 = ["data.root=" + str(a.data3d), "data.size=" + a.size3d]
+    return {
+        "2d128": {"base2d": ROOT / "configs/hc18_2d_uncol.yaml", "sets": common + d2 + ["data.size=[128, 128]"],
+                  "net": "unet", "title": "2D HC18 128² (LiteMedSAM, cached)"},
+        "2d256": {"base2d": ROOT / "configs/hc18_2d_uncol.yaml", "sets": common + d2 + ["data.size=[256, 256]"],
+                  "net": "unet", "title": "2D HC18 256² (LiteMedSAM, cached)"},
+        "3d": {"base2d": ROOT / "configs/hippocampus_3d_uncol.yaml", "sets": common + d3, "net": "vnet",
+               "title": f"3D hippocampus {a.size3d} (LiteMedSAM slice-wise, cached)"},
+    }
+
+
+def rows_for(s: dict[str, Any], cache: str) -> list[tuple[str, list[str], int]]:
+    net = s["net"]
+    baseline = [f"model.name={net}", "teacher.name=none", "method.params={}"]
+    teacher = [f"teacher.cache_dir={cache}"]
+    return [
+        ("supervised", ["method.name=supervised", *baseline], 0),
+        ("bcp (self-training)", ["method.name=bcp", *baseline], 1),
+        ("uncol stage 1", teacher, 0),
+        ("uncol stage 2", teacher, 1),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--settings", nargs="+", default=["2d128", "2d256", "3d"], choices=["2d128", "2d256", "3d"])
+    ap.add_argument("--data2d", default=str(DEMO / "hc18"), help="2D dataset folder (default: the embedded HC18 demo)")
+    ap.add_argument("--data3d", default=str(DEMO / "hippocampus"),
+                    help="3D dataset folder (default: the embedded hippocampus demo)")
+    ap.add_argument("--size3d", default="[48, 64, 48]", help="3D input size (default: the 3D suite's)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps; the median is reported (default 10)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cache", default=None, help="teacher cache folder (default: a temporary one)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_cost"),
+                    help="writes OUT.md and OUT.json (default benchmarks/results/step_cost)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    t_start = time.perf_counter()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = a.cache or str(Path(tmp) / "cache")
+        for key in a.settings:
+            s = settings(a)[key]
+            results[key] = {"title": s["title"], "rows": {}}
+            for name, extra, stage in rows_for(s, cache):
+                out = Path(tmp) / f"{key}-{name.split()[0]}-{stage}"
+                r = measure(s["base2d"], s["sets"] + extra, stage, a.warmup, a.steps, out)
+                results[key]["rows"][name] = r
+                print(f"{s['title']:45s} {name:22s} {r['ms']:9.1f} ms/step  {r['parts_ms']}", flush=True)
+    wall = time.perf_counter() - t_start
+    write(results, a, wall)
+
+
+def write(results: dict[str, Any], a: argparse.Namespace, wall: float) -> None:
+    from platform import processor
+
+    lines = ["# Step cost: UnCoL vs its baselines (issue 15)", "",
+             f"One process run: `python benchmarks/step_cost.py {' '.join(_argv())}`; torch {torch.__version__}, "
+             f"{a.threads} thread(s), device {a.device} ({_cpu() or processor()}); batch 2 labelled + 2 unlabelled "
+             f"(stage 1 and supervised: 4 labelled); {a.warmup} warm-up steps, median of {a.steps}; "
+             f"wall time {wall:.0f} s.", ""]
+    for key, res in results.items():
+        rows = res["rows"]
+        lines += [f"## {res['title']}", "", "| step | ms/step | " + " | ".join(PARTS) + " | losses and rest |",
+                  "|---|---|" + "---|" * (len(PARTS) + 1)]
+        for name, r in rows.items():
+            p = r["parts_ms"]
+            lines.append(f"| {name} | {r['ms']:.0f} | " + " | ".join(f"{p.get(k, 0):.0f}" for k in PARTS)
+                         + f" | {p.get('losses and rest', 0):.0f} |")
+        bcp, sup = rows["bcp (self-training)"]["ms"], rows["supervised"]["ms"]
+        res["ratios"] = {"uncol stage 2 / bcp": rows["uncol stage 2"]["ms"] / bcp,
+                         "uncol stage 1 / bcp": rows["uncol stage 1"]["ms"] / bcp,
+                         "uncol stage 1 / supervised": rows["uncol stage 1"]["ms"] / sup}
+        lines += [""] + [f"- {k}: **{v:.2f}×**" for k, v in res["ratios"].items()] + [""]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"args": vars(a), "wall_s": wall, "results": results}, indent=1))
+    print("\n".join(lines))
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+if __name__ == "__main__":
+    main()
