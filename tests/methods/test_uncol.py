@@ -51,7 +51,7 @@ class TinyTeacher(Teacher):
         e = self.emb(b)
         return TeacherEmbedding([pool(a, 2), pool(b, 4), pool(e, 4)], pool(e, 4), tuple(images.shape[2:]))
 
-    def decode(self, emb, prompts, num_classes, out_size):
+    def decode(self, emb, prompts, num_classes, out_size, outputs=("probs", "fused")):
         B = emb.batch_size
         fg = torch.zeros(B, num_classes - 1, *out_size)
         prompted = torch.zeros(B, num_classes - 1, dtype=torch.bool)

@@ -148,7 +148,7 @@ class Uncol(Method):
         # 2. G prompted with ground-truth boxes/points of the mixed image
         with torch.no_grad():
             emb = self.teacher.encode_mixed(batch.labeled, xm, lambda t: mix(t[perm], t, _resize(m, t), nd))
-            g = self._decode(emb, ym, self.cfg.teacher.box_jitter_px)
+            g = self._decode(emb, ym, self.cfg.teacher.box_jitter_px, outputs=("fused",))
         grid = self.student.token_grid(tuple(x.shape[2:]))
         know = resample_tokens(g.fused, grid, src_grid=g.fused_grid)
         out = self.student.forward_features(xm, teacher_knowledge=know)
@@ -180,11 +180,11 @@ class Uncol(Method):
                 emb_l = (self.teacher.encode_part(batch.labeled)  # used by L_vis and teacher_and_ema only
                          if p.visual_distill or p.stage2_knowledge == "teacher_and_ema" else None)
                 u_s = entropy(p_s, dim=1, normalized=p.normalized_entropy)
-                g_u = self._decode(emb_u, s_label, p.stage2_box_jitter_px, u_s, tau)
+                g_u = self._decode(emb_u, s_label, p.stage2_box_jitter_px, u_s, tau, outputs=("probs",))
                 p_g = (g_u.probs if p.g_probs == "product" or g_u.fg is None
                        else authors_probs(g_u.fg, g_u.prompted[:, 1:])).float()
                 if p.stage2_knowledge == "teacher_and_ema":
-                    g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px)
+                    g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px, outputs=("fused",))
             pl = fuse(p_g, p_s, tau, mode=p.pseudo_label if self.teacher is not None else "s_only",  # 2. UAPL
                       normalize_entropy=p.normalized_entropy)
         # 3. bidirectional copy-paste with one mask K (True: from the labelled image in x_in)
@@ -220,13 +220,14 @@ class Uncol(Method):
 
     # -- pieces ----------------------------------------------------------------------------------------
     def _decode(self, emb: Any, masks: Tensor, jitter: float, ent: Tensor | None = None,
-                tau: float | None = None) -> Any:
-        """G's decoder prompted from ``masks`` (B,*S): boxes or points, points where ``ent`` < ``tau`` (SPEC §5)."""
+                tau: float | None = None, outputs: tuple[str, ...] = ("probs", "fused")) -> Any:
+        """G's decoder prompted from ``masks`` (B,*S): boxes or points, points where ``ent`` < ``tau`` (SPEC §5);
+        only ``outputs`` are computed (stage 1 uses the fused tokens, stage 2 the probabilities)."""
         p = self.params
         prompts = prompts_from_masks(masks, self.num_classes, kind=self.teacher.prompt_kind, jitter_px=jitter,
                                      generator=self._gen, entropy=ent, entropy_threshold=tau,
                                      num_pos=p.prompt_points, num_neg=p.prompt_negative_points)
-        return self.teacher.decode(emb, prompts, self.num_classes, tuple(masks.shape[1:]))
+        return self.teacher.decode(emb, prompts, self.num_classes, tuple(masks.shape[1:]), outputs)
 
     def _visual(self, tokens: list[Tensor], feats: list[Tensor], grid: tuple[int, ...]) -> Tensor:
         pairs = self.params.layer_map
