@@ -22,14 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    from uncol.config import load_config
-    from uncol.eval.profile import profile_student
-    from uncol.runtime import atomic_write_json
-
     import sys
 
+    from uncol.config import load_config
     from uncol.errors import ConfigError
-    from uncol.runtime import resolve_device
+    from uncol.eval.profile import profile_student
+    from uncol.runtime import atomic_write_json, resolve_device
 
     if a.warmup < 0 or a.runs < 1:
         raise ConfigError(f"--warmup must be >= 0 and --runs >= 1, got {a.warmup} and {a.runs}")
