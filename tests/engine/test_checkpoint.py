@@ -109,8 +109,9 @@ def test_resume_with_another_model_names_the_keys(tmp_path: Path, capsys: pytest
         assert rc == 2 and "model.params.feature_chns" in err and "train.iterations" in err and err.count("\n") == 1, err
         # a run folder whose config.yaml was edited by hand: the weights no longer fit, named by key
         own = tmp_path / "run" / "config.yaml"
-        own.write_text(own.read_text().replace("- 2\n    - 4\n    - 4\n    - 8\n    - 8", "- 4\n    - 8\n    - 8\n    - 16\n    - 16"))
-        assert "16" in own.read_text()
+        edited = yaml.safe_load(own.read_text())
+        edited["model"]["params"]["feature_chns"] = [4, 8, 8, 16, 16]
+        own.write_text(yaml.safe_dump(edited))
         rc = main(["train", "--out", str(tmp_path / "run"), "--resume", "--extend", "--set", "train.iterations=4"])
     finally:
         torch.set_num_threads(threads)

@@ -228,22 +228,20 @@ class Trainer:
         """All iterations of one stage; a summary when ``stop_after`` cut the run short, else None."""
         cfg, T = self.cfg, stage.iterations
         start = self.start_stage(pi, stage)
-        bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not self.run_ctx.progress,
-                   dynamic_ncols=True, initial=start, total=T)
-        for it in bar:
-            lr, out_step = self.train_iteration(it, T)
-            last_it = it + 1 == T
-            if (it + 1) % cfg.train.log_every == 0 or last_it:
-                self.log(it, stage, lr, out_step, bar)
-            if self.run_ctx.has_val and ((it + 1) % cfg.train.val_every == 0 or last_it):
-                self.validate(it, stage, last_it)
-            if (it + 1) % cfg.train.save_every == 0 or last_it:
-                self.save_state(pi, stage, it, last_it)
-            if self.stop_after is not None and self.done_total >= self.stop_after:
-                bar.close()
-                self.logger.close()
-                return {"stopped_at": it + 1, "stage": stage.name}
-        bar.close()
+        with tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not self.run_ctx.progress,
+                  dynamic_ncols=True, initial=start, total=T) as bar:  # closed on errors too: the error line stays alone
+            for it in bar:
+                lr, out_step = self.train_iteration(it, T)
+                last_it = it + 1 == T
+                if (it + 1) % cfg.train.log_every == 0 or last_it:
+                    self.log(it, stage, lr, out_step, bar)
+                if self.run_ctx.has_val and ((it + 1) % cfg.train.val_every == 0 or last_it):
+                    self.validate(it, stage, last_it)
+                if (it + 1) % cfg.train.save_every == 0 or last_it:
+                    self.save_state(pi, stage, it, last_it)
+                if self.stop_after is not None and self.done_total >= self.stop_after:
+                    self.logger.close()
+                    return {"stopped_at": it + 1, "stage": stage.name}
         self.end_stage(pi, stage)
         return None
 
