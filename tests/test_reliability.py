@@ -325,3 +325,27 @@ def test_values_are_checked_before_anything_is_written(case, good_dataset, tmp_p
     refused(argv, capsys, expected)
     assert not (tmp_path / "out").exists()
     assert snapshot(data) == before
+
+
+def test_extend_moves_the_checkpoint_only_where_the_schedule_allows() -> None:
+    from uncol.config import Config, from_dict
+    from uncol.engine.runfolder import extend_schedule
+    from uncol.errors import ConfigError
+
+    def cfg(pre: int, self_: int) -> Config:
+        return from_dict(Config, {"method": {"name": "bcp", "params": {"pretrain_iterations": pre,
+                                                                         "selftrain_iterations": self_}}})
+
+    ck = {"stage_index": 2, "iteration": 0}  # a finished run: the last stage reopens at its old end
+    extend_schedule(ck, cfg(3, 4), cfg(3, 9), Path("last.pt"))
+    assert ck == {"stage_index": 1, "iteration": 4}
+    ck = {"stage_index": 1, "iteration": 0}  # at the boundary: stage 1 just ended, may still grow
+    extend_schedule(ck, cfg(3, 4), cfg(5, 4), Path("last.pt"))
+    assert ck == {"stage_index": 0, "iteration": 3}
+    ck = {"stage_index": 1, "iteration": 2}  # inside stage 2: stage 2 may grow, stage 1 is finished
+    extend_schedule(ck, cfg(3, 4), cfg(3, 8), Path("last.pt"))
+    assert ck == {"stage_index": 1, "iteration": 2}
+    with pytest.raises(ConfigError, match="'pretrain' .* has finished"):
+        extend_schedule(dict(ck), cfg(3, 4), cfg(6, 4), Path("last.pt"))
+    with pytest.raises(ConfigError, match="already run 2"):
+        extend_schedule(dict(ck), cfg(3, 4), cfg(3, 2), Path("last.pt"))
