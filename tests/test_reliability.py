@@ -349,3 +349,14 @@ def test_extend_moves_the_checkpoint_only_where_the_schedule_allows() -> None:
         extend_schedule(dict(ck), cfg(3, 4), cfg(6, 4), Path("last.pt"))
     with pytest.raises(ConfigError, match="already run 2"):
         extend_schedule(dict(ck), cfg(3, 4), cfg(3, 2), Path("last.pt"))
+
+
+def test_resume_without_last_pt_starts_the_run_again_in_place(run_copy, capsys) -> None:
+    _, run = run_copy  # as if killed before its first checkpoint
+    for name in ("last.pt", "best.pt", "final.pt", "summary.json"):
+        (run / name).unlink()
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    its = [json.loads(x)["iteration"] for x in (run / "log.jsonl").read_text().splitlines()
+           if json.loads(x)["kind"] == "train"]
+    assert its == [1, 2]  # the first attempt's records were dropped, not doubled
+    assert [h["event"] for h in json.loads((run / "run.json").read_text())["history"]] == ["start", "resume"]

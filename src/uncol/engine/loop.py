@@ -48,6 +48,7 @@ from uncol.engine.runfolder import (
     check_run_folder,
     completed_summary,
     extend_schedule,
+    read_record,
     record_event,
     recorded_config,
     resume_checkpoint,
@@ -122,7 +123,7 @@ class Trainer:
                               stage_bests=dict(ck.get("stage_bests", {})))
         if self.is_main:
             save_config(self.cfg, out / "config.yaml")
-            record_event(out, "resume" if ck is not None else "start", self.origin, self.changes)
+            record_event(out, "resume" if self.resume and read_record(out) else "start", self.origin, self.changes)
         self.logger = ScalarLogger(out, enabled=self.is_main)
         if ck is not None or self.resume:  # a run resumed without last.pt starts again: its old records go
             self.logger.truncate_after([s.name for s in self.plan], self.state["stage_index"], self.state["iteration"])
