@@ -360,3 +360,10 @@ def test_resume_without_last_pt_starts_the_run_again_in_place(run_copy, capsys) 
            if json.loads(x)["kind"] == "train"]
     assert its == [1, 2]  # the first attempt's records were dropped, not doubled
     assert [h["event"] for h in json.loads((run / "run.json").read_text())["history"]] == ["start", "resume"]
+
+
+def test_simpleitk_global_warnings_are_off() -> None:
+    sitk = pytest.importorskip("SimpleITK")
+    from uncol.data.io_sitk import _sitk
+
+    assert _sitk() is sitk and not sitk.ProcessObject.GetGlobalWarningDisplay()
