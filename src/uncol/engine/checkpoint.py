@@ -24,9 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-# the file format (write, safe load, strict state load) is the runtime layer's: eval reads checkpoints too
-from uncol.errors import CheckpointError
-from uncol.runtime import FORMAT_VERSION, load_checkpoint, load_state_strict, safe_load, save_checkpoint
+# the file format (write, safe load, strict state load, finite check) is the runtime layer's: eval reads checkpoints too
+from uncol.runtime import (
+    FORMAT_VERSION,
+    check_finite_state,
+    load_checkpoint,
+    load_state_strict,
+    nonfinite_keys,
+    safe_load,
+    save_checkpoint,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -41,30 +48,6 @@ __all__ = [
     "set_generator_states",
     "set_rng_state",
 ]
-
-
-def nonfinite_keys(state: dict[str, Any]) -> list[str]:
-    """The keys of a state dict whose floating-point tensor holds a NaN or an infinity (nested dicts walked)."""
-    bad = []
-    for k, v in state.items():
-        if isinstance(v, dict):
-            bad += [f"{k}.{sub}" for sub in nonfinite_keys(v)]
-        elif torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
-            bad.append(str(k))
-    return bad
-
-
-def check_finite_state(state: dict[str, Any], path: str | Any) -> None:
-    """:class:`CheckpointError` naming ``path`` when any weight of ``state`` is NaN or infinite.
-
-    Such a file comes from a run that diverged (before uncol stopped at the first non-finite loss); its
-    predictions are meaningless. Called when training resumes from ``last.pt``; ``evaluate``/``predict``
-    should call it on the checkpoint's ``model`` too.
-    """
-    bad = nonfinite_keys(state)
-    if bad:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): "
-                              "the run that wrote it diverged; retrain with a lower train.lr or use another checkpoint")
 
 
 def rng_state() -> dict[str, Any]:
