@@ -4,7 +4,9 @@
     python benchmarks/step_cost.py --settings 2d128 --steps 10   # one setting
     python benchmarks/step_cost.py --data2d data/hc18 --data3d ../shared/data/msd_task04_hippocampus
 
-Every row is a real training step of the shared loop (``engine.loop.Trainer.train_iteration``: batch from
+All rows of a setting are built first, then step in turn (round robin: warm-up rounds, then ``--steps``
+timed rounds), so that the load of a shared machine reaches every row alike. Every row is a real training
+step of the shared loop (``engine.loop.Trainer.train_iteration``: batch from
 the loader, method step, backward, optimiser step, EMA update), on the same data and batch shape
 (2 labelled + 2 unlabelled; stage 1 of UnCoL and the supervised U-Net take the 4 labelled images
 their configs take), after ``--warmup`` untimed steps; the figure is the median of ``--steps``.
@@ -102,45 +104,62 @@ def _instrument(trainer: Trainer, timers: Timers) -> None:
     timers.wrap(base, "decode", "G decoder rest")  # whatever decode spends outside the timers above
 
 
-def measure(cfg_path: Path, sets: list[str], stage: int, warmup: int, steps: int, out: Path,
-            progress: bool = False) -> dict[str, Any]:
-    """Median ms per step of stage ``stage`` of the config, and the median ms per part."""
-    cfg = load_config(cfg_path, sets)
-    torch.manual_seed(0)
-    trainer = Trainer(cfg, out, resume=False, stages=None, progress=progress, dist=DistInfo(), stop_after=None)
-    trainer.restore()
-    plan = trainer.plan
-    if stage >= len(plan):
-        raise SystemExit(f"{cfg.method.name} has {len(plan)} stages, asked for stage index {stage}")
-    # the stages before the timed one run their begin hooks only (e.g. UnCoL's cache fill in stage 1)
-    for pi in range(stage):
-        trainer.start_stage(pi, plan[pi])
-    trainer.start_stage(stage, plan[stage])
-    timers = Timers(trainer.run_ctx.device)
-    _instrument(trainer, timers)
+class Row:
+    """One row's trainer, built and advanced to the timed stage; :meth:`step` times one training step."""
 
-    def timed_backward(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        with timers.time("backward"):
-            loss.backward()
-        opt.step()
+    def __init__(self, cfg_path: Path, sets: list[str], stage: int, out: Path) -> None:
+        cfg = load_config(cfg_path, sets)
+        torch.manual_seed(0)
+        self.trainer = Trainer(cfg, out, resume=False, stages=None, progress=False, dist=DistInfo(), stop_after=None)
+        self.trainer.restore()
+        plan = self.trainer.plan
+        if stage >= len(plan):
+            raise SystemExit(f"{cfg.method.name} has {len(plan)} stages, asked for stage index {stage}")
+        # the stages before the timed one run their begin hooks only (e.g. UnCoL's cache fill in stage 1)
+        for pi in range(stage + 1):
+            self.trainer.start_stage(pi, plan[pi])
+        self.total = plan[stage].iterations
+        self.timers = Timers(self.trainer.run_ctx.device)
+        _instrument(self.trainer, self.timers)
+        timers = self.timers
 
-    trainer.run_ctx.backward = timed_backward  # type: ignore[method-assign]
-    total = plan[stage].iterations
-    times, parts = [], defaultdict(list)
-    for i in range(warmup + steps):
-        timers.now = defaultdict(float)
-        timers.sync()
+        def timed_backward(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+            with timers.time("backward"):
+                loss.backward()
+            opt.step()
+
+        self.trainer.run_ctx.backward = timed_backward  # type: ignore[method-assign]
+        self.i, self.times, self.parts = 0, [], defaultdict(list)
+
+    def step(self, record: bool) -> None:
+        self.timers.now = defaultdict(float)
+        self.timers.sync()
         t0 = time.perf_counter()
-        trainer.train_iteration(min(i, total - 1), total)
-        timers.sync()
+        self.trainer.train_iteration(min(self.i, self.total - 1), self.total)
+        self.timers.sync()
         dt = time.perf_counter() - t0
-        if i >= warmup:
-            times.append(dt)
+        self.i += 1
+        if record:
+            self.times.append(dt)
             for k in PARTS:
-                parts[k].append(timers.now.get(k, 0.0))
-            parts["losses and rest"].append(dt - sum(timers.now.values()))
-    return {"ms": 1000 * statistics.median(times), "ms_all": [round(1000 * t, 1) for t in times],
-            "parts_ms": {k: round(1000 * statistics.median(v), 1) for k, v in parts.items()}}
+                self.parts[k].append(self.timers.now.get(k, 0.0))
+            self.parts["losses and rest"].append(dt - sum(self.timers.now.values()))
+
+    def result(self) -> dict[str, Any]:
+        return {"ms": 1000 * statistics.median(self.times), "ms_all": [round(1000 * t, 1) for t in self.times],
+                "parts_ms": {k: round(1000 * statistics.median(v), 1) for k, v in self.parts.items()}}
+
+
+def measure_rows(rows: dict[str, Row], warmup: int, steps: int) -> dict[str, dict[str, Any]]:
+    """Warm-up, then ``steps`` rounds in which every row makes one timed step in turn (round robin), so that
+    a change of the machine's load during the run reaches every row alike."""
+    for _ in range(warmup):
+        for r in rows.values():
+            r.step(record=False)
+    for _ in range(steps):
+        for r in rows.values():
+            r.step(record=True)
+    return {name: r.result() for name, r in rows.items()}
 
 
 def settings(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -149,13 +168,15 @@ def settings(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
               "data.split.labeled=0.5", "method.params.stage1_iterations=1000", "method.params.stage2_iterations=1000",
               "method.params.recalibrate_images=8"]
     d2 = ["data.root=" + str(a.data2d), "data.augment={enabled: true, flip: true, rotate_deg: 20.0}"]
-    d3 = ["data.root=" + str(a.data3d), "data.size=" + a.size3d]
+    # 3D: 30 % of the volumes for training, so that the slice-wise cache fill stays short (the step does not
+    # depend on how many volumes there are)
+    d3 = ["data.root=" + str(a.data3d), "data.size=" + a.size3d, "data.split.ratios=[0.3, 0.2, 0.5]"]
     return {
         "2d128": {"base2d": ROOT / "configs/hc18_2d_uncol.yaml", "sets": common + d2 + ["data.size=[128, 128]"],
-                  "net": "unet", "title": "2D HC18 128² (LiteMedSAM, cached)"},
+                  "net": "unet", "bank": 8, "title": "2D HC18 128² (LiteMedSAM, cached)"},
         "2d256": {"base2d": ROOT / "configs/hc18_2d_uncol.yaml", "sets": common + d2 + ["data.size=[256, 256]"],
-                  "net": "unet", "title": "2D HC18 256² (LiteMedSAM, cached)"},
-        "3d": {"base2d": ROOT / "configs/hippocampus_3d_uncol.yaml", "sets": common + d3, "net": "vnet",
+                  "net": "unet", "bank": 8, "title": "2D HC18 256² (LiteMedSAM, cached)"},
+        "3d": {"base2d": ROOT / "configs/hippocampus_3d_uncol.yaml", "sets": common + d3, "net": "vnet", "bank": 2,
                "title": f"3D hippocampus {a.size3d} (LiteMedSAM slice-wise, cached)"},
     }
 
@@ -169,6 +190,8 @@ def rows_for(s: dict[str, Any], cache: str) -> list[tuple[str, list[str], int]]:
         ("supervised (UnCoL student)", ["method.name=supervised", "teacher.name=none", "method.params={}"], 0),
         ("bcp (self-training)", ["method.name=bcp", *baseline], 1),
         ("uncol stage 1", teacher, 0),
+        ("uncol stage 1, G token bank", [*teacher, "method.params.stage1_g_tokens=bank",
+                                         f"method.params.g_token_bank_size={s['bank']}"], 0),
         ("uncol stage 2", teacher, 1),
     ]
 
@@ -195,12 +218,14 @@ def main() -> None:
         cache = a.cache or str(Path(tmp) / "cache")
         for key in a.settings:
             s = settings(a)[key]
-            results[key] = {"title": s["title"], "net": s["net"], "rows": {}}
-            for name, extra, stage in rows_for(s, cache):
-                out = Path(tmp) / f"{key}-{name.split()[0]}-{stage}"
-                r = measure(s["base2d"], s["sets"] + extra, stage, a.warmup, a.steps, out)
-                results[key]["rows"][name] = r
-                print(f"{s['title']:45s} {name:22s} {r['ms']:9.1f} ms/step  {r['parts_ms']}", flush=True)
+            built = {}
+            for n, (name, extra, stage) in enumerate(rows_for(s, cache)):
+                print(f"{s['title']}: building {name}", flush=True)
+                built[name] = Row(s["base2d"], s["sets"] + extra, stage, Path(tmp) / f"{key}-row{n}")
+            results[key] = {"title": s["title"], "net": s["net"], "rows": measure_rows(built, a.warmup, a.steps)}
+            del built
+            for name, r in results[key]["rows"].items():
+                print(f"{s['title']:45s} {name:30s} {r['ms']:9.1f} ms/step  {r['parts_ms']}", flush=True)
     wall = time.perf_counter() - t_start
     write(results, a, wall)
 
