@@ -125,10 +125,11 @@ def test_predict_maps_do_not_disturb_evaluate_masks(tmp_path: Path, tiny_run) ->
     assert main(["evaluate-masks", "--pred", str(out), "--gt", str(gt), "--out", str(tmp_path / "m.json")]) == 0
 
 
-@pytest.mark.parametrize("command", ["evaluate", "uncertainty", "suggest"])
+@pytest.mark.parametrize("command", ["evaluate", "uncertainty", "suggest", "zero-shot"])
 def test_dataset_commands_keep_out_of_the_dataset(command: str, tmp_path: Path, tiny_run, digest, capsys) -> None:
     ckpt, data = tiny_run(tmp_path)
-    argv = [command, "--checkpoint", str(ckpt), "--data", str(data), "--device", "cpu"]
+    argv = ([command, "--teacher", "litemedsam", "--data", str(data)] if command == "zero-shot" else
+            [command, "--checkpoint", str(ckpt), "--data", str(data), "--device", "cpu"])
     refused([*argv, "--out", str(data / "eval")], capsys, digest, data, says=("is inside --data",))
     refused([*argv, "--out", str(data)], capsys, digest, data, says=("is the same path as --data",))
 
