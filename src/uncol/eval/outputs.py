@@ -41,15 +41,14 @@ def refuse_overlap(out: str | Path, out_flag: str, inputs: Sequence[tuple[str, s
             continue
         i = _resolved(path)
         if o == i:
-            why = "is the same path as"
+            why, fix = "is the same path as", f"choose another {out_flag}"
         elif o in i.parents:
-            why = "contains"
+            why, fix = "contains", f"choose an {out_flag} that does not hold {str(path)!r}"
         elif i in o.parents and not allow_inside:
-            why = "is inside"
+            why, fix = "is inside", f"choose an {out_flag} outside {str(path)!r}"
         else:
             continue
-        raise DataError(f"{out_flag} {str(out)!r} {why} {flag} {str(path)!r}: uncol never writes into its inputs; "
-                        f"choose an {out_flag} outside {str(path)!r}")
+        raise DataError(f"{out_flag} {str(out)!r} {why} {flag} {str(path)!r}: uncol never writes into its inputs; {fix}")
 
 
 def output_names(path: Path) -> tuple[str, str, str]:
