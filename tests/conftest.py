@@ -52,7 +52,7 @@ class FakeTeacher(Teacher):
         e = F.avg_pool2d(x, 4)
         return TeacherEmbedding([F.avg_pool2d(x, 2), e], e.repeat(1, 8, 1, 1), tuple(images.shape[2:]))
 
-    def decode(self, emb, prompts: list[ClassPrompts], num_classes: int, out_size) -> TeacherOutput:
+    def decode(self, emb, prompts: list[ClassPrompts], num_classes: int, out_size, outputs=("probs", "fused")) -> TeacherOutput:
         b = emb.batch_size
         h, w = emb.image_size
         fg = torch.zeros(b, num_classes - 1, *out_size)

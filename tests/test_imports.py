@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "uncol"
 #: Lowest first; a module may import modules of its own layer or of a lower one (docs/ARCHITECTURE.md).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("uncol", "errors", "registry", "runtime", "schedules"),
-    ("config", "config_docs"),
+    ("config", "config_docs", "config_overrides"),
     ("data",),
     ("teachers",),
     ("pseudo",),

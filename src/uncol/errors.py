@@ -20,3 +20,13 @@ class ConfigError(UncolError):
 
 class CheckpointError(UncolError):
     """A checkpoint is missing, unsafe, corrupt or made for another architecture."""
+
+
+class TrainingError(UncolError):
+    """Training ran but cannot have learned (a non-finite loss or non-finite weights): not a success.
+
+    One line saying the stage, the iteration and what to check; the CLI exits with status 1 (the inputs
+    were valid, the run failed), and no non-finite weights are saved.
+    """
+
+    exit_status = 1

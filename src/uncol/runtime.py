@@ -201,6 +201,30 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], source:
     module.load_state_dict(state, strict=True)
 
 
+def nonfinite_keys(state: dict[str, Any]) -> list[str]:
+    """The keys of a state dict whose floating-point tensor holds a NaN or an infinity (nested dicts walked)."""
+    bad = []
+    for k, v in state.items():
+        if isinstance(v, dict):
+            bad += [f"{k}.{sub}" for sub in nonfinite_keys(v)]
+        elif torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad.append(str(k))
+    return bad
+
+
+def check_finite_state(state: dict[str, Any], path: str | Any) -> None:
+    """:class:`CheckpointError` naming ``path`` when any weight of ``state`` is NaN or infinite.
+
+    Such a file comes from a run that diverged (before uncol stopped at the first non-finite loss); its
+    predictions are meaningless. Called when training resumes from ``last.pt``; ``evaluate``/``predict``
+    should call it on the checkpoint's ``model`` too (this is the runtime layer: eval may import it).
+    """
+    bad = nonfinite_keys(state)
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): "
+                              "the run that wrote it diverged; retrain with a lower train.lr or use another checkpoint")
+
+
 def read_json_object(path: Path, what: str, missing_fix: str, expected: str) -> dict:
     """The JSON object in ``path``; a missing file, bad JSON or a non-object is a one-line ``DataError``
     naming the file (``what`` names it for people, ``missing_fix`` says what to do, ``expected`` its content)."""

@@ -32,7 +32,7 @@ class BoxTeacher(Teacher):
     def encode(self, images: torch.Tensor) -> TeacherEmbedding:
         return TeacherEmbedding([], images.mean(1, keepdim=True), tuple(images.shape[2:]))
 
-    def decode(self, emb, prompts, num_classes, out_size) -> TeacherOutput:
+    def decode(self, emb, prompts, num_classes, out_size, outputs=("probs", "fused")) -> TeacherOutput:
         fg = torch.zeros(emb.batch_size, num_classes - 1, *out_size)
         prompted = torch.zeros(emb.batch_size, num_classes, dtype=torch.bool)
         for i, cp in enumerate(prompts):

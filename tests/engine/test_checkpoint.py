@@ -105,6 +105,14 @@ def test_resume_with_another_model_names_the_keys(tmp_path: Path, capsys: pytest
         capsys.readouterr()
         rc = main(["train", str(cfg), "--out", str(tmp_path / "run"), "--resume", "--set", "train.iterations=4",
                    "--set", "model.params={feature_chns: [4, 8, 8, 16, 16]}"])
+        err = capsys.readouterr().err  # a config that differs from the run's own is refused, naming the keys
+        assert rc == 2 and "model.params.feature_chns" in err and "train.iterations" in err and err.count("\n") == 1, err
+        # a run folder whose config.yaml was edited by hand: the weights no longer fit, named by key
+        own = tmp_path / "run" / "config.yaml"
+        edited = yaml.safe_load(own.read_text())
+        edited["model"]["params"]["feature_chns"] = [4, 8, 8, 16, 16]
+        own.write_text(yaml.safe_dump(edited))
+        rc = main(["train", "--out", str(tmp_path / "run"), "--resume", "--extend", "--set", "train.iterations=4"])
     finally:
         torch.set_num_threads(threads)
     err = capsys.readouterr().err

@@ -71,4 +71,4 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) 
     assert len(_losses(two)) == 6
     # only rank 0 wrote: no stray temp or probe files
     assert sorted(p.name for p in two.iterdir() if p.name != "tensorboard") == sorted(
-        ["best.pt", "config.yaml", "final.pt", "last.pt", "log.jsonl", "split.json", "summary.json"])
+        ["best.pt", "config.yaml", "final.pt", "last.pt", "log.jsonl", "run.json", "split.json", "summary.json"])

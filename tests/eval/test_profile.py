@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from uncol.config import Config, DataConfig, ModelConfig
+from uncol.config import Config, DataConfig, ModelConfig, load_config
 from uncol.errors import ConfigError
 from uncol.eval.efficiency import count_macs, count_params
 from uncol.eval.profile import (
@@ -55,6 +55,27 @@ def test_profile_cli_writes_json(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert set(res["student"]) >= {"params", "macs_paper", "macs_full"}
     assert main(["profile", str(cfg), "--size", "8", "8", "8"]) == 2  # wrong number of axes: exit 2
+
+
+@pytest.mark.slow
+def test_profile_latency_times_student_and_teacher(tmp_path: Path, litemedsam, monkeypatch) -> None:
+    """Issue 15: ``--latency`` adds the student's and the teacher's latency and peak memory to the JSON."""
+    from uncol.cli import main
+    from uncol.teachers.litemedsam import LiteMedSAMTeacher
+
+    monkeypatch.setattr(LiteMedSAMTeacher, "build", classmethod(lambda cls, *a: litemedsam))  # built once per session
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {{root: {DEMO}, spatial_dims: 2, size: [32, 32]}}\nmodel: {{name: unet}}\n"
+                   "teacher: {name: litemedsam}\n")
+    out = tmp_path / "profile.json"
+    assert main(["profile", str(cfg), "--latency", "--warmup", "0", "--runs", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for part in ("student", "teacher"):
+        assert res[part]["latency_ms"] > 0 and len(res[part]["latency_runs_ms"]) == 1
+        assert res[part]["peak_memory_mb"] >= 0 and res[part]["device"] == "cpu"
+    assert res["teacher"]["weights"] == "checkpoint" and res["teacher"]["input_shape"] == [1, 1, 32, 32]
+    assert "latency_ms" not in json.loads(json.dumps(profile_student(load_config(cfg))))["student"]
+    assert main(["profile", str(cfg), "--latency", "--runs", "0"]) == 2
 
 
 def test_profile_table_rows_and_ratios() -> None:

@@ -12,6 +12,7 @@ import uncol.methods  # noqa: F401
 from uncol.config import Config, from_dict
 from uncol.engine.checkpoint import load_checkpoint
 from uncol.engine.loop import train
+from uncol.errors import ConfigError
 from uncol.methods import METHODS
 from uncol.teachers import TEACHERS
 from uncol.teachers.base import Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
@@ -51,7 +52,7 @@ class TinyTeacher(Teacher):
         e = self.emb(b)
         return TeacherEmbedding([pool(a, 2), pool(b, 4), pool(e, 4)], pool(e, 4), tuple(images.shape[2:]))
 
-    def decode(self, emb, prompts, num_classes, out_size):
+    def decode(self, emb, prompts, num_classes, out_size, outputs=("probs", "fused")):
         B = emb.batch_size
         fg = torch.zeros(B, num_classes - 1, *out_size)
         prompted = torch.zeros(B, num_classes - 1, dtype=torch.bool)
@@ -207,6 +208,35 @@ def test_cached_teacher_with_augmentation_encodes_each_training_image_once(tmp_p
     # one entry per un-augmented training image (labelled + unlabelled), none for augmented/mixed ones
     assert len(files) == len(split["labeled"]) + len(split["unlabeled"])
     assert "teacher cache" not in capfd.readouterr().err  # progress=False silences the cache fill's bar too
+
+
+def test_stage1_token_bank_decodes_only_when_filling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stage1_g_tokens: bank``: G's decoder runs g_token_bank_size times per labelled image when stage 1 starts
+    and not in stage-1 steps; stage 2 decodes as before. Online teachers are refused (no base images)."""
+    import dataclasses
+
+    calls: list[str] = []
+    decode = TinyTeacher.decode
+    def counted(self, emb, *a, **k):
+        calls.append(emb.batch_size)
+        return decode(self, emb, *a, **k)
+
+    monkeypatch.setattr(TinyTeacher, "decode", counted)
+    cfg = _cfg(2, tmp_path, stage1_g_tokens="bank", g_token_bank_size=2)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment=dataclasses.replace(
+        cfg.data.augment, enabled=True, flip=True)), method=dataclasses.replace(cfg.method, params={
+            **cfg.method.params, "stage2_iterations": 0, "stage1_iterations": 3}))
+    train(cfg, tmp_path / "run", progress=False, stages=["stage1"])
+    assert calls == [2, 2, 2]  # three labelled images, two jittered decodes each, nothing per step
+    online = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, mode="online"))
+    with pytest.raises(ConfigError, match="stage1_g_tokens"):
+        _method_from(online)
+
+
+def _method_from(cfg: Config):
+    from uncol.engine.setup import build_method
+
+    return build_method(cfg, num_classes=2, spatial_dims=2, device=torch.device("cpu"))
 
 
 class _Images:

@@ -45,8 +45,9 @@ def test_forward_features_shapes(dims: int, shape: tuple[int, ...]) -> None:
     d = 128 if dims == 2 else 256
     assert len(out.vit_tokens) == 4 and all(t.shape == (2, n, d) for t in out.vit_tokens)
     assert out.knowledge.shape == (2, n, 256)
-    assert out.logits.shape == (2, 3, *shape[2:]) and len(out.head_logits) == 4
-    assert torch.allclose(out.logits, torch.stack(out.head_logits).mean(0))
+    each = m.forward_features(x, each_head=True)
+    assert out.logits.shape == (2, 3, *shape[2:]) and out.head_logits == [] and len(each.head_logits) == 4
+    assert torch.allclose(out.logits, torch.stack(each.head_logits).mean(0))
     assert torch.allclose(m(x), out.logits)
 
 
@@ -150,3 +151,27 @@ def test_overrides_change_the_architecture() -> None:
     assert m.vit.dim == 192 and m.neck is None and len(m.heads) == 1
     assert m.adapter.kv_dim == m.kv_dim == m.vit_dim == 192
     assert m.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_mean_head_in_training_equals_heads_one_by_one() -> None:
+    """Training mode merges the 2D heads into one convolution: same logits and same gradients."""
+    torch.manual_seed(0)
+    m = _student(2).train()
+    for h in m.heads:  # distinct heads, so that a wrong mean would show
+        for p in h.parameters():
+            torch.nn.init.normal_(p)
+    m.backbone.requires_grad_(False)
+    dec = torch.randn(2, 16, 32, 48)
+    merged = m.mean_head(dec)
+    one_by_one = torch.stack([h(dec) for h in m.heads]).mean(0)
+    calls = []
+    for h in m.heads:
+        h.register_forward_hook(lambda *a: calls.append(1))
+    m.mean_head(dec)
+    assert calls == []  # training: one merged convolution, no head module runs
+    m.eval().mean_head(dec)
+    assert len(calls) == 4  # eval: every head runs (the authors' network, as MACs and latency count it)
+    assert torch.allclose(merged, one_by_one, atol=1e-5)
+    g1 = torch.autograd.grad(merged.square().sum(), [h.weight for h in m.heads])
+    g2 = torch.autograd.grad(one_by_one.square().sum(), [h.weight for h in m.heads])
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(g1, g2))

@@ -98,3 +98,24 @@ def test_build_teacher_none_unknown_and_wrong_dims(tmp_path) -> None:
         build_teacher(TeacherConfig(name="litemedsam"), 3)
     with pytest.raises(ConfigError, match="teacher.params.nope"):
         build_teacher(TeacherConfig(name="slicewise", params={"nope": 1}), 3)
+
+
+def test_memory_holds_the_latest_entries_up_to_its_bound(fake_teacher, tmp_path) -> None:
+    """Issue 15: read entries stay in memory (LRU, bounded), with the values the files hold."""
+    x = _images(3)
+    per_image = 416  # fp16 bytes of one fake entry: visual 1x8x8 + 1x4x4, embedding 8x4x4
+    t = CachedTeacher(fake_teacher, tmp_path, memory_mb=2.5 * per_image / 2**20)  # room for two entries
+    first = t.encode(x)  # three misses, written; images 1 and 2 held (image 0 pushed out)
+    assert t.cache._held == 2 * per_image and list(t.cache._memory) == [image_hash(im) for im in x[1:]]
+    for p in t.cache.dir.rglob("*.pt"):  # from now on only memory can answer for images 1 and 2
+        if p.stem != image_hash(x[0]):
+            p.unlink()
+    again = t.encode(x[1:])
+    assert (t.cache.memory_hits, t.cache.hits, fake_teacher.encode_calls) == (2, 2, 3)
+    assert all(torch.equal(a[1:], b) for a, b in zip([*first.visual, first.embedding], [*again.visual, again.embedding]))
+    t.encode(x[:1])  # image 0 from its file; image 1, the least recently used, leaves memory
+    assert (t.cache.memory_hits, t.cache.hits) == (2, 3)
+    assert list(t.cache._memory) == [image_hash(x[2]), image_hash(x[0])]
+    off = CachedTeacher(fake_teacher, tmp_path)  # default 0 MB: nothing held
+    off.encode(x[:1])
+    assert off.cache._held == 0 and not off.cache._memory

@@ -94,3 +94,32 @@ def test_building_the_teacher_prints_no_timm_deprecation_warning() -> None:
     r = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code],
                        check=False, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_decode_computes_only_the_outputs_asked_for(litemedsam, encoded) -> None:
+    """Issue 15's exact saving: fused tokens without the mask upscaling, probabilities without the unprompted
+    runs; each equals what the full decode returns."""
+    _, lab, emb = encoded
+    prompts = [boxes_from_mask(lab[0], 3), ClassPrompts()]  # image 2 unprompted: a fused-only run
+    with torch.no_grad():
+        full = litemedsam.decode(emb, prompts, 3, (200, 300))
+        fused = litemedsam.decode(emb, prompts, 3, (200, 300), outputs=("fused",))
+        probs = litemedsam.decode(emb, prompts, 3, (200, 300), outputs=("probs",))
+    assert fused.probs is None and fused.fg is None and probs.fused is None
+    assert torch.allclose(fused.fused, full.fused, atol=1e-5)
+    assert torch.allclose(probs.probs, full.probs, atol=1e-6) and torch.allclose(probs.fg, full.fg, atol=1e-6)
+    assert probs.prompted.equal(full.prompted) and fused.prompted.equal(full.prompted)
+    assert torch.equal(probs.probs[1, 0], torch.ones(200, 300))  # unprompted image: background, no decoder run
+
+
+@pytest.mark.parametrize("size,out_size", [((200, 300), (200, 300)), ((200, 300), (64, 96)), ((128, 128), (128, 128))])
+def test_logits_to_image_equals_upsample_crop_resize(litemedsam, size, out_size) -> None:
+    """The separable matrices give what MedSAM's two bilinear resizes give (to float rounding)."""
+    import torch.nn.functional as F
+
+    side = litemedsam.img_size  # 256: the decoder's 64x64 low-res logits are upsampled to it
+    logits = torch.randn(3, 1, side // 4, side // 4, generator=torch.Generator().manual_seed(0)) * 10
+    _, _, nh, nw = litemedsam._scale(size)
+    ref = F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)[..., :nh, :nw]
+    ref = F.interpolate(ref, size=out_size, mode="bilinear", align_corners=False)
+    assert torch.allclose(litemedsam._logits_to_image(logits, size, out_size), ref, atol=1e-4)

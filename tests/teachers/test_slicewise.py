@@ -55,6 +55,29 @@ def test_litemedsam_slicewise_end_to_end(litemedsam) -> None:
     assert [tuple(v.shape) for v in emb.visual] == [(1, 128, 2, 128, 128), (1, 160, 2, 64, 64), (1, 320, 2, 64, 64)]
     assert out.probs.shape == (1, 2, 2, 64, 64) and out.fused.shape == (1, 2 * 4096, 256)
     assert torch.all(out.probs[0, 0, 0] == 1)
+    with torch.no_grad():
+        only = t.decode(emb, make_prompts(lab, 2, t.prompt_kind), 2, (2, 64, 64), outputs=("probs",))
+    assert torch.allclose(only.probs, out.probs, atol=1e-6)  # slice 0 skipped, slice 1 the same
     pred = out.probs[0, 1, 1] > 0.5
     truth = lab[0, 1].bool()
     assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.8
+
+
+def test_probs_only_decodes_only_prompted_slices(fake_teacher) -> None:
+    """Issue 15: when only probabilities are used, slices without a prompt are not decoded (they are
+    background whatever the decoder says); the probabilities equal the full decode's."""
+    x, lab = _volume()
+    t = SliceWiseTeacher(fake_teacher, chunk=4)
+    emb = t.encode(x)
+    prompts = make_prompts(lab, 3, t.prompt_kind)
+    full = t.decode(emb, prompts, 3, (3, 16, 16))
+    seen: list[int] = []
+    decode = fake_teacher.decode
+    fake_teacher.decode = lambda e, *a, **k: (seen.append(e.batch_size), decode(e, *a, **k))[1]
+    only = t.decode(emb, prompts, 3, (3, 16, 16), outputs=("probs",))
+    assert sum(seen) == 2  # the two prompted slices of the six
+    assert only.fused is None and torch.equal(only.probs, full.probs) and only.prompted.equal(full.prompted)
+    assert only.fg is None and full.fg is None  # the fake teacher has no per-class foreground
+    seen.clear()
+    empty = t.decode(emb, make_prompts(torch.zeros_like(lab), 3, t.prompt_kind), 3, (3, 16, 16), outputs=("probs",))
+    assert seen == [] and torch.all(empty.probs[:, 0] == 1)

@@ -45,6 +45,8 @@ from uncol.config import Config, from_dict, validate
 from uncol.errors import ConfigError
 
 KINDS = ("train", "zero_shot")
+#: What a method id (a folder name of every cell's path) may be: no separators, no "..", no hidden names.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 RATIO_KEY = "data.split.labeled"
 
 
@@ -169,6 +171,9 @@ def load_bench(path: str | Path) -> tuple[BenchSpec, Path]:
         ms = from_dict(MethodSpec, m, prefix=f"methods[{i}]")
         if ms.kind not in KINDS:
             raise ConfigError(f"bench file {str(p)!r}: methods[{i}].kind must be one of {', '.join(KINDS)}, got {ms.kind!r}")
+        if ms.id and not ID_PATTERN.fullmatch(ms.id):
+            raise ConfigError(f"bench file {str(p)!r}: methods[{i}].id {ms.id!r} must match {ID_PATTERN.pattern} "
+                              "(a folder name under OUT/cells: letters, digits, _ and -)")
         specs.append(ms if ms.id else MethodSpec(**{**ms.__dict__, "id": slug(ms.label)}))
     ids = [m.id for m in specs]
     dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -25,20 +25,31 @@ from __future__ import annotations
 import fnmatch
 import json
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from uncol.bench import lock
 from uncol.bench.grid import Cell, expand, load_bench, ratio_label, set_dotted
 from uncol.errors import ConfigError
 from uncol.runtime import atomic_write_json, atomic_write_text
 
 
 def cell_dir(out: Path, cell: Cell) -> Path:
+    """``OUT/cells/<key>``; a key that would lead outside ``OUT/cells`` is a ConfigError (ids are checked
+    when the bench file is read, this is the last guard)."""
+    cells = Path(out).resolve() / "cells"
+    d = cells / cell.key
+    if cells not in d.resolve().parents:
+        raise ConfigError(f"bench cell {cell.key!r} would be written outside {str(cells)!r}; fix the method id")
     return Path(out) / "cells" / cell.key
+
+
+def lock_path(out: Path, cell: Cell) -> Path:
+    """The cell's lock file (:mod:`uncol.bench.lock`): held while a process trains and evaluates it."""
+    return cell_dir(out, cell) / ".lock"
 
 
 def is_done(out: Path, cell: Cell) -> bool:
@@ -78,13 +89,14 @@ def environment() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- cells
 def _train_cell(cell: Cell, d: Path, progress: bool) -> tuple[dict[str, Any], dict[str, float]]:
     from uncol.engine.loop import train
+    from uncol.engine.runfolder import holds_run
     from uncol.eval.evaluate import evaluate_checkpoint
     from uncol.eval.prompted import evaluate_prompted, is_prompted
 
     cfg = cell.cfg
     t0 = time.time()
-    if not (d / "final.pt").is_file():
-        train(cfg, d, resume=(d / "last.pt").is_file(), stages=cell.method.stages, progress=progress)
+    if not (d / "final.pt").is_file():  # a cut cell continues (with its own config: an edited bench is an error)
+        train(cfg, d, resume=bool(holds_run(d)), stages=cell.method.stages, progress=progress)
     t1 = time.time()
     if is_prompted(cfg.method.name):
         res = evaluate_prompted(d / "best.pt", cfg.data.root, d / "eval", split="test", device=cfg.train.device,
@@ -161,7 +173,7 @@ def describe(cells: list[Cell], out: Path) -> str:
         else:
             net = cfg.teacher.name if getattr(_method_cls(cfg.method.name), "prompted_eval", False) else cfg.model.name
             what = f"{cfg.method.name} ({net}), {_iterations(c)} it"
-        status = "done" if is_done(out, c) else "todo"
+        status = "done" if is_done(out, c) else "busy" if lock.holder(lock_path(out, c)) else "todo"
         lines.append(f"[{status}] {c.key:40s} {c.method.label} | labelled {ratio_label(c.ratio)} | seed {c.seed} | {what}")
     todo = sum(not is_done(out, c) for c in cells)
     lines.append(f"{len(cells)} cells, {todo} to run")
@@ -194,17 +206,52 @@ def _select_cells(bench: Any, root: Path, cache: Path, only: list[str] | None, c
     return all_cells, cells
 
 
+def _attempt(tag: str, c: Cell, outp: Path, progress: bool, log: Callable[[str], None]) -> str:
+    """Run cell ``c`` under its lock; ``tag`` is ``[i/n]``. Returns ``ran``, ``skipped`` (done, perhaps by
+    another process meanwhile), ``busy`` (another live process holds its lock) or ``failed``."""
+    if is_done(outp, c):
+        log(f"{tag} {c.key}: done, skipped")
+        return "skipped"
+    path = lock_path(outp, c)
+    if not lock.acquire(path):
+        log(f"{tag} {c.key}: busy (held by {lock.describe(lock.holder(path), path)}), left to that process")
+        return "busy"
+    try:
+        if is_done(outp, c):
+            log(f"{tag} {c.key}: done, skipped")
+            return "skipped"
+        log(f"{tag} {c.key}: running ({c.method.label}, labelled {ratio_label(c.ratio)}, seed {c.seed})")
+        sys.stdout.flush()
+        err = cell_dir(outp, c) / "error.txt"
+        try:
+            res = run_cell(c, outp, progress=progress)
+        except Exception as e:  # noqa: BLE001 -- one broken cell must not stop a long bench
+            import traceback
+
+            atomic_write_text(err, traceback.format_exc())
+            log(f"{tag} {c.key}: FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                f"traceback in {err}; rerun the command to retry it")
+            return "failed"
+        err.unlink(missing_ok=True)
+        log(f"{tag} {c.key}: Dice {100 * res['mean']['dice']:.2f} % in {res['bench']['timing']['total_s']} s")
+        return "ran"
+    finally:
+        lock.release(path)
+
+
 def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = None, dry_run: bool = False,
               tables_dir: str | Path | None = None, progress: bool = True,
               log: Callable[[str], None] = print, cell_globs: list[str] | None = None) -> dict[str, Any]:
     """Run (or with ``dry_run`` list) the bench's cells, then write the tables of every finished cell.
 
     A cell that raises is recorded (its traceback in ``CELL/error.txt``, one line in the log) and the bench
-    goes on with the next cell; rerunning the command retries it. ``cell_globs``: run only the cells whose
-    key (``<method id>/<ratio tag>/s<seed>``, e.g. ``uncol/20pct/s0``) matches one of these shell patterns,
-    so that several processes can share one grid without running the same cell.
+    goes on with the next cell; rerunning the command retries it. Each cell is run under a lock
+    (``CELL/.lock``, :mod:`uncol.bench.lock`): several processes on one grid share the cells, each cell is
+    trained once, a cell another live process holds is left to it (``busy``). ``cell_globs``: run only the
+    cells whose key (``<method id>/<ratio tag>/s<seed>``, e.g. ``uncol/20pct/s0``) matches one of these shell
+    patterns.
 
-    Returns ``{"cells": n, "ran": [...keys], "skipped": [...keys], "failed": [...keys], "tables": {...paths}}``.
+    Returns ``{"cells": n, "ran": [...keys], "skipped": [...], "busy": [...], "failed": [...], "tables": {...paths}}``.
     """
     from uncol.bench.tables import write_tables
 
@@ -213,40 +260,23 @@ def run_bench(bench_file: str | Path, out: str | Path, only: list[str] | None = 
     all_cells, cells = _select_cells(bench, root, outp / "teacher_cache", only, cell_globs, bench_file)
     if dry_run:
         log(describe(cells, outp))
-        return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "failed": [],
-                "tables": {}}
+        return {"cells": len(cells), "ran": [], "skipped": [c.key for c in cells if is_done(outp, c)], "busy": [],
+                "failed": [], "tables": {}}
     outp.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(bench_file, outp / "bench.yaml")
+    atomic_write_text(outp / "bench.yaml", Path(bench_file).read_text(encoding="utf-8"))
     env = {**environment(), "cell_threads": sorted({c.cfg.train.threads for c in cells})}
     atomic_write_json(outp / "environment.json", env)
-    ran, skipped, failed = [], [], []
+    status: dict[str, list[str]] = {"ran": [], "skipped": [], "busy": [], "failed": []}
     t_start = time.time()
     for i, c in enumerate(cells):
-        if is_done(outp, c):
-            skipped.append(c.key)
-            log(f"[{i + 1}/{len(cells)}] {c.key}: done, skipped")
-            continue
-        log(f"[{i + 1}/{len(cells)}] {c.key}: running ({c.method.label}, labelled {ratio_label(c.ratio)}, seed {c.seed})")
-        sys.stdout.flush()
-        err = cell_dir(outp, c) / "error.txt"
-        try:
-            res = run_cell(c, outp, progress=progress)
-        except Exception as e:  # noqa: BLE001 -- one broken cell must not stop a long bench
-            import traceback
-
-            err.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(err, traceback.format_exc())
-            failed.append(c.key)
-            log(f"[{i + 1}/{len(cells)}] {c.key}: FAILED ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                f"traceback in {err}; rerun the command to retry it")
-            continue
-        err.unlink(missing_ok=True)
-        ran.append(c.key)
-        log(f"[{i + 1}/{len(cells)}] {c.key}: Dice {100 * res['mean']['dice']:.2f} % in {res['bench']['timing']['total_s']} s")
-        write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)  # partial tables as we go
+        st = _attempt(f"[{i + 1}/{len(cells)}]", c, outp, progress, log)
+        status[st].append(c.key)
+        if st == "ran":
+            write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)  # partial tables as we go
     paths = write_tables(bench, all_cells, outp, Path(tables_dir) if tables_dir else outp, env)
-    log(f"bench {bench.name}: {len(ran)} cells run, {len(skipped)} skipped, {len(failed)} failed, "
+    log(f"bench {bench.name}: {len(status['ran'])} cells run, {len(status['skipped'])} skipped, "
+        f"{len(status['busy'])} busy in another process, {len(status['failed'])} failed, "
         f"{time.time() - t_start:.0f} s; tables in {paths['md'].parent}")
-    if failed:
-        log(f"failed cells: {', '.join(failed)}")
-    return {"cells": len(cells), "ran": ran, "skipped": skipped, "failed": failed, "tables": paths}
+    if status["failed"]:
+        log(f"failed cells: {', '.join(status['failed'])}")
+    return {"cells": len(cells), **status, "tables": paths}

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UncolError, UnknownNameError) as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)  # 2: bad input; 1: a run that failed (uncol.errors.TrainingError)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

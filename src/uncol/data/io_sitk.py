@@ -47,20 +47,27 @@ def keep_locale() -> Iterator[None]:
         locale.setlocale(locale.LC_ALL, saved)
 
 
+def _sitk() -> Any:
+    """SimpleITK, imported lazily, with its global warnings (printed by ITK straight to stderr, e.g. about
+    a DICOM tag or an orientation it rounds) turned off: problems reach the user as one ``DataError`` line."""
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    return sitk
+
+
 def is_dicom_series(path: Path) -> bool:
     """True for a folder holding DICOM files (``*.dcm``, or files SimpleITK's GDCM lists as a series)."""
     if not path.is_dir():
         return False
     if any(p.suffix.lower() == ".dcm" for p in path.iterdir()):
         return True
-    import SimpleITK as sitk
-
+    sitk = _sitk()
     return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
 
 def _load(path: Path) -> Any:
-    import SimpleITK as sitk
-
+    sitk = _sitk()
     if not path.is_dir():
         return sitk.ReadImage(str(path))
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
@@ -73,8 +80,7 @@ def _load(path: Path) -> Any:
 
 def read_sitk(path: Path, label: bool) -> tuple[np.ndarray, tuple[float, ...], SitkGeometry]:
     """``(array (*S) torch order, spacing (same order, mm), geometry)`` of a SimpleITK-readable file/series."""
-    import SimpleITK as sitk
-
+    sitk = _sitk()
     with keep_locale():
         img = _load(path)
     data = sitk.GetArrayFromImage(img)
@@ -98,8 +104,7 @@ def write_sitk(array: np.ndarray, geom: SitkGeometry, path: Path, extra_meta: di
     """Write ``array`` ``(*S)`` (or ``(K, *S)``: one component per class) with ``geom``'s origin, spacing,
     direction and metadata (plus ``extra_meta``), compressed, to ``path`` (the format from its suffix).
     Not atomic by itself: call it on a temporary path (``uncol.data.io.write_like`` does)."""
-    import SimpleITK as sitk
-
+    sitk = _sitk()
     vector = array.ndim == len(geom.spacing) + 1 - int(geom.squeezed)
     a = np.moveaxis(array, 0, -1) if vector else array
     if geom.squeezed:

@@ -56,7 +56,10 @@ class Split:
         if "train" not in parts or not parts["train"]:
             raise DataError(f"{path}: key 'train' is missing or empty; list the training case ids")
         meta = raw.get("meta", {}) if isinstance(raw.get("meta"), dict) else {}
-        seed = int(raw.get("seed", meta.get("seed", seed)))
+        seed = raw.get("seed", meta.get("seed", seed))
+        if isinstance(seed, bool) or not (isinstance(seed, int) or isinstance(seed, float) and seed.is_integer()):
+            raise DataError(f"{path}: key 'seed' must be an integer, got {seed!r}; set it or remove the key")
+        seed = int(seed)
         if "labeled" not in parts:
             if labeled is None:
                 raise DataError(f"{path}: key 'labeled' is missing; list the labelled case ids or set data.split.labeled")

@@ -16,38 +16,44 @@ RANK_COMMAND: list[str] = ["-m", "uncol"]
 
 
 def train_argv(config: str | None, out: str | Path, overrides: list[str], resume: bool = False,
-               stages: list[str] | None = None) -> list[str]:
+               stages: list[str] | None = None, overwrite: bool = False, extend: bool = False) -> list[str]:
     """The ``uncol train ...`` arguments that reproduce a call (what ``--nproc`` hands to each rank)."""
     argv = ["train", *([str(config)] if config else []), "--out", str(out)]
     for item in overrides:
         argv += ["--set", item]
-    if resume:
-        argv.append("--resume")
+    for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--extend", extend)):
+        if on:
+            argv.append(flag)
     for s in stages or []:
         argv += ["--stage", s]
     return argv
 
 
-def preflight(cfg: Config, out: Path, resume: bool) -> None:
+def preflight(cfg: Config, out: Path, resume: bool, overwrite: bool = False, extend: bool = False) -> None:
     """Cheap checks before processes are launched: output folder, dataset description, split, names.
 
     Each rank re-checks everything (and reads the data) itself; this only turns the common mistakes
     into one ``error:`` line from the launcher instead of one per rank plus torchrun's report.
     """
     from uncol.data.dataset import DatasetSpec
+    from uncol.engine.runfolder import check_resume_config, check_run_folder
     from uncol.engine.setup import check_config, load_split
     from uncol.errors import ConfigError
     from uncol.runtime import check_out_dir
 
     check_config(cfg)
     check_out_dir(out)
+    check_run_folder(cfg, out, resume, overwrite)
+    if resume:
+        check_resume_config(cfg, out, extend)
     if not cfg.data.root:
         raise ConfigError("config key 'data.root' is empty: set it to a dataset folder with dataset.json")
     load_split(cfg, DatasetSpec.load(Path(cfg.data.root)), out, resume)
 
 
 def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] | None = None,
-                nproc: int = 1, argv: list[str] | None = None) -> dict[str, Any] | None:
+                nproc: int = 1, argv: list[str] | None = None, overwrite: bool = False, extend: bool = False,
+                origin: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Run training in this process, under ``torchrun`` (``WORLD_SIZE`` set), or launch ``nproc`` processes.
 
     ``uncol train --nproc N`` re-runs ``argv`` (the ``uncol`` arguments, ``--nproc`` excluded) through
@@ -65,7 +71,7 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         if argv is None:
             raise ConfigError("--nproc > 1 needs the command's arguments to relaunch it; call it through `uncol train`")
-        preflight(cfg, Path(out), resume)
+        preflight(cfg, Path(out), resume, overwrite, extend)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *RANK_COMMAND, *argv]
         rc, user_error = _run_filtered(cmd)
@@ -74,7 +80,8 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
         return None
     dist = init_from_env(resolve_device(cfg.train.device).type)
     try:
-        summary = train(cfg, out, resume=resume, stages=stages, dist=dist)
+        summary = train(cfg, out, resume=resume, stages=stages, dist=dist, overwrite=overwrite, extend=extend,
+                        origin=origin)
     finally:
         cleanup(dist)
     return summary if dist.rank == 0 else None

@@ -24,11 +24,31 @@ from typing import Any
 import torch
 from torch import nn
 
-# the file format (write, safe load, strict state load) is the runtime layer's: eval reads checkpoints too
-from uncol.runtime import FORMAT_VERSION, load_checkpoint, load_state_strict, safe_load, save_checkpoint
+# the file format (write, safe load, strict state load, finite check) is the runtime layer's: eval reads checkpoints too
+from uncol.runtime import (
+    FORMAT_VERSION,
+    check_finite_state,
+    load_checkpoint,
+    load_state_strict,
+    nonfinite_keys,
+    safe_load,
+    save_checkpoint,
+)
 
-__all__ = ["FORMAT_VERSION", "generator_states", "load_checkpoint", "load_state_strict", "rng_state", "safe_load",
-           "save_checkpoint", "set_generator_states", "set_rng_state"]
+__all__ = [
+    "FORMAT_VERSION",
+    "check_finite_state",
+    "generator_states",
+    "load_checkpoint",
+    "load_state_strict",
+    "nonfinite_keys",
+    "rng_state",
+    "safe_load",
+    "save_checkpoint",
+    "set_generator_states",
+    "set_rng_state",
+]
+
 
 def rng_state() -> dict[str, Any]:
     import random

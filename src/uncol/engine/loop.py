@@ -23,7 +23,6 @@ over ranks; validation and every file write happen on rank 0 only.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from tqdm.auto import tqdm
 from uncol.config import Config, save_config, to_dict
 from uncol.engine.checkpoint import (
     generator_states,
-    load_checkpoint,
     load_state_strict,
     rng_state,
     save_checkpoint,
@@ -43,7 +41,18 @@ from uncol.engine.checkpoint import (
     set_rng_state,
 )
 from uncol.engine.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
+from uncol.engine.guards import diverged, loss_is_finite, nonfinite_weights
 from uncol.engine.logger import ScalarLogger
+from uncol.engine.runfolder import (
+    check_resume_config,
+    check_run_folder,
+    completed_summary,
+    extend_schedule,
+    read_record,
+    record_event,
+    recorded_config,
+    resume_checkpoint,
+)
 from uncol.engine.setup import RunContext, build_run
 from uncol.errors import CheckpointError
 from uncol.methods.base import StagePlan
@@ -54,22 +63,6 @@ from uncol.schedules import poly_lr
 def make_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
     t = cfg.train
     return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-
-
-def _resume_checkpoint(out: Path, resume: bool) -> dict[str, Any] | None:
-    """``out/last.pt`` when resuming (read before anything is written), else None."""
-    if not resume:
-        return None
-    path = out / "last.pt"
-    if not path.is_file():
-        print(f"note: --resume but {str(path)!r} does not exist; starting from scratch", file=sys.stderr)
-        return None
-    ckpt = load_checkpoint(path)
-    for key in ("method", "optimizer", "stage_index", "iteration", "rng", "loader", "best"):
-        if key not in ckpt:
-            raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r}: it is not a training checkpoint "
-                                  "(best.pt/final.pt hold weights only); resume from last.pt")
-    return ckpt
 
 
 def _training_state(run: RunContext, method: nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
@@ -96,12 +89,19 @@ class Trainer:
     """One training run of ``cfg.method`` into ``out``; see the module docstring for the order of the steps."""
 
     def __init__(self, cfg: Config, out: Path, resume: bool, stages: list[str] | None, progress: bool,
-                 dist: DistInfo, stop_after: int | None) -> None:
+                 dist: DistInfo, stop_after: int | None, overwrite: bool = False, extend: bool = False,
+                 origin: dict[str, Any] | None = None) -> None:
         self.cfg, self.out, self.dist, self.stop_after = cfg, Path(out), dist, stop_after
-        self.is_main = dist.rank == 0
-        self.resume_ckpt = _resume_checkpoint(self.out, resume)
-        self.run_ctx: RunContext = build_run(cfg, self.out, dist=dist, resume=self.resume_ckpt is not None,
-                                             stages=stages)
+        self.is_main, self.resume, self.origin = dist.rank == 0, resume, origin
+        # the run folder's rules (docs/reliability.md, rule 2), checked by every rank before any rank writes
+        check_run_folder(cfg, self.out, resume, overwrite)
+        self.changes = check_resume_config(cfg, self.out, extend) if resume else {}
+        self.resume_ckpt = resume_checkpoint(self.out, resume)
+        barrier(dist)
+        if self.resume_ckpt is not None and self.changes:
+            extend_schedule(self.resume_ckpt, recorded_config(self.out) or cfg, cfg, self.out / "last.pt")
+        self.run_ctx: RunContext = build_run(cfg, self.out, dist=dist, resume=resume, stages=stages,
+                                             overwrite=overwrite)
         self.run_ctx.progress = progress and self.is_main
         self.method = self.run_ctx.method
         self.plan = self.method.stages()
@@ -123,8 +123,9 @@ class Trainer:
                               stage_bests=dict(ck.get("stage_bests", {})))
         if self.is_main:
             save_config(self.cfg, out / "config.yaml")
+            record_event(out, "resume" if self.resume and read_record(out) else "start", self.origin, self.changes)
         self.logger = ScalarLogger(out, enabled=self.is_main)
-        if ck is not None:
+        if ck is not None or self.resume:  # a run resumed without last.pt starts again: its old records go
             self.logger.truncate_after([s.name for s in self.plan], self.state["stage_index"], self.state["iteration"])
 
     def best_file(self, stage: str) -> str:
@@ -170,11 +171,26 @@ class Trainer:
         batch = self.run_ctx.to_device(next(self.loader))
         with self.run_ctx.autocast():
             out_step = self.model(batch, it, total)  # Method.forward is train_step; DDP syncs the gradients
+        self.check_finite(out_step.loss, it, lr)
         self.optimizer.zero_grad(set_to_none=True)
         self.run_ctx.backward(out_step.loss, self.optimizer)
         self.method.after_step(it, total)  # on the unwrapped method: the EMA sees the synchronised student
         self.done_total += 1
         return lr, out_step
+
+    def check_finite(self, loss: torch.Tensor, it: int, lr: float) -> None:
+        """Stop (:class:`TrainingError`, exit status 1) at a non-finite loss, before it reaches the weights."""
+        if not loss_is_finite(loss, self.dist):
+            value = float(loss.detach().float().mean())
+            self.logger.log(it + 1, self.method.stage, {"loss": value}, kind="diverged")
+            raise diverged(self.cfg, self.out, self.method.stage, it, f"the loss is {value}", lr)
+
+    def guard_weights(self, it: int) -> None:
+        """Never save non-finite weights: stop instead (:class:`TrainingError`)."""
+        what = nonfinite_weights(self.method.state_dict())
+        if what:
+            lr = self.optimizer.param_groups[0]["lr"] if hasattr(self, "optimizer") else self.cfg.train.lr
+            raise diverged(self.cfg, self.out, self.method.stage, it, what, lr)
 
     def log(self, it: int, stage: StagePlan, lr: float, out_step: Any, bar: Any) -> None:
         parts = all_reduce_mean(out_step.parts, self.dist)
@@ -190,6 +206,7 @@ class Trainer:
             self.method.train()  # inference switched the student to eval mode
             self.logger.log(it + 1, stage.name, metrics, kind="val")
             best = self.state["best"]
+            self.guard_weights(it)
             if metrics["dice"] > best["metric"] or (last_it and best["iteration"] < 0):
                 self.state["best"] = {"metric": metrics["dice"], "iteration": it + 1, "stage": stage.name}
                 self.state["stage_bests"][stage.name] = self.state["best"]
@@ -199,6 +216,7 @@ class Trainer:
     def save_state(self, pi: int, stage: StagePlan, it: int, last_it: bool) -> None:
         """``last.pt``: everything ``--resume`` needs (rank 0)."""
         if self.is_main:
+            self.guard_weights(it)
             save_checkpoint(_training_state(self.run_ctx, self.method, self.optimizer, self.loader,
                                             pi + 1 if last_it else pi, stage.name, 0 if last_it else it + 1,
                                             self.state, self.dist), self.out / "last.pt")
@@ -211,22 +229,20 @@ class Trainer:
         """All iterations of one stage; a summary when ``stop_after`` cut the run short, else None."""
         cfg, T = self.cfg, stage.iterations
         start = self.start_stage(pi, stage)
-        bar = tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not self.run_ctx.progress,
-                   dynamic_ncols=True, initial=start, total=T)
-        for it in bar:
-            lr, out_step = self.train_iteration(it, T)
-            last_it = it + 1 == T
-            if (it + 1) % cfg.train.log_every == 0 or last_it:
-                self.log(it, stage, lr, out_step, bar)
-            if self.run_ctx.has_val and ((it + 1) % cfg.train.val_every == 0 or last_it):
-                self.validate(it, stage, last_it)
-            if (it + 1) % cfg.train.save_every == 0 or last_it:
-                self.save_state(pi, stage, it, last_it)
-            if self.stop_after is not None and self.done_total >= self.stop_after:
-                bar.close()
-                self.logger.close()
-                return {"stopped_at": it + 1, "stage": stage.name}
-        bar.close()
+        with tqdm(range(start, T), desc=f"{cfg.method.name}:{stage.name}", disable=not self.run_ctx.progress,
+                  dynamic_ncols=True, initial=start, total=T) as bar:  # closed on errors too: the error line stays alone
+            for it in bar:
+                lr, out_step = self.train_iteration(it, T)
+                last_it = it + 1 == T
+                if (it + 1) % cfg.train.log_every == 0 or last_it:
+                    self.log(it, stage, lr, out_step, bar)
+                if self.run_ctx.has_val and ((it + 1) % cfg.train.val_every == 0 or last_it):
+                    self.validate(it, stage, last_it)
+                if (it + 1) % cfg.train.save_every == 0 or last_it:
+                    self.save_state(pi, stage, it, last_it)
+                if self.stop_after is not None and self.done_total >= self.stop_after:
+                    self.logger.close()
+                    return {"stopped_at": it + 1, "stage": stage.name}
         self.end_stage(pi, stage)
         return None
 
@@ -235,6 +251,7 @@ class Trainer:
         run, last = self.run_ctx, self.selected[-1][1].name
         best = self.state["stage_bests"].get(last)
         if self.is_main:
+            self.guard_weights(self.selected[-1][1].iterations - 1)
             if best is None:
                 save_checkpoint(run.model_checkpoint(self.method), self.out / "best.pt")
             save_checkpoint(run.model_checkpoint(self.method), self.out / "final.pt")
@@ -250,6 +267,9 @@ class Trainer:
         return summary
 
     def run(self) -> dict[str, Any]:
+        done = completed_summary(self.out, self.resume_ckpt, [pi for pi, _ in self.selected])
+        if done is not None:
+            return done
         self.restore()
         t0 = time.time()
         for pi, stage in self.selected:
@@ -269,10 +289,18 @@ def train(
     progress: bool = True,
     dist: DistInfo | None = None,
     stop_after: int | None = None,
+    overwrite: bool = False,
+    extend: bool = False,
+    origin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.method`` and return a summary dict (also written to ``summary.json``).
 
-    ``stages`` restricts which of the method's stages run (``uncol train --stage``); ``stop_after``
-    stops after that many iterations in total (used by tests to simulate a crash).
+    ``out_dir`` may not hold a run unless ``resume`` (continue from ``last.pt``; ``cfg`` must equal the
+    run's ``config.yaml``, or differ only in the schedule with ``extend``) or ``overwrite`` (its files are
+    deleted first); see :mod:`uncol.engine.runfolder`. ``origin`` (``config_file``, ``set``, ``notes``) is
+    recorded in ``run.json``. ``stages`` restricts which of the method's stages run (``uncol train
+    --stage``); ``stop_after`` stops after that many iterations in total (used by tests to simulate a crash).
+    A non-finite loss or weights stop the run with :class:`~uncol.errors.TrainingError`.
     """
-    return Trainer(cfg, Path(out_dir), resume, stages, progress, dist or DistInfo(), stop_after).run()
+    return Trainer(cfg, Path(out_dir), resume, stages, progress, dist or DistInfo(), stop_after, overwrite,
+                   extend, origin).run()

@@ -22,6 +22,7 @@ from uncol.errors import ConfigError, DataError
 from uncol.eval.evaluate import evaluate_cases
 from uncol.eval.prompted import zero_shot
 from uncol.methods import METHODS, MethodContext
+from uncol.methods.base import stage_iteration_keys
 from uncol.models import build_model
 from uncol.runtime import cache_root, check_out_dir, prepare_out_dir, remove_stale_temp_files, resolve_device
 from uncol.teachers import TEACHERS, build_teacher
@@ -46,14 +47,19 @@ def model_stride(model: torch.nn.Module) -> int:
 def check_config(cfg: Config, check_device: bool = True) -> None:
     """Every check of a config that needs the registries, before anything is read or written.
 
-    Names (method, model, teacher) exist; ``method.params``, ``teacher.params`` and ``model.params`` are
+    Names (method, model, teacher) exist; stage lengths (``method.params.*_iterations``) are >= 0;
+    ``method.params``, ``teacher.params`` and ``model.params`` are
     valid for their component (the model is built on the ``meta`` device: no memory, no time); a method
     that needs a teacher has one; ``data.size`` is divisible by the model's stride; ``train.device``
     exists on this machine (unless ``check_device`` is False: a config checked here, run elsewhere).
     Each failure is one :class:`ConfigError` line naming the key.
     """
     method_cls = METHODS.get(cfg.method.name)
-    from_dict(method_cls.Params, cfg.method.params, prefix="method.params")
+    params = from_dict(method_cls.Params, cfg.method.params, prefix="method.params")
+    for key in stage_iteration_keys(method_cls.Params):
+        v = getattr(params, key)
+        if isinstance(v, int) and v < 0:
+            raise ConfigError(f"config key 'method.params.{key}' must be >= 1 (or 0: train.iterations), got {v}")
     if cfg.teacher.name != "none":
         from_dict(TEACHERS.get(cfg.teacher.name).Params, cfg.teacher.params, prefix="teacher.params")
     elif method_cls.needs_teacher:
@@ -100,6 +106,26 @@ def check_val_cases(spec: Any, cfg: Config, ids: list[str]) -> None:
         case = load_case(spec, cid, cfg.data)
         if case.label is None:
             raise DataError(f"validation case {cid!r} has no label file; add one to dataset.json or move it to 'test'")
+
+
+def check_learnable(cfg: Config, labeled_ds: Any, unlabeled_ds: Any) -> None:
+    """Refuse data that leaves the model nothing to learn (one ``DataError`` line, before training).
+
+    The images' channel count must equal ``model.in_channels`` (images are read as one grey channel);
+    not every training image may be constant after normalisation; some labelled case must hold foreground.
+    """
+    root = cfg.data.root
+    channels = int(labeled_ds.images[0].shape[0])
+    if METHODS.get(cfg.method.name).uses_model_config and cfg.model.in_channels != channels:
+        raise DataError(f"config key 'model.in_channels' is {cfg.model.in_channels} but the images of {root!r} have "
+                        f"{channels} channel(s) (colour images are read as grey); set model.in_channels: {channels}")
+    images = [*labeled_ds.images, *(unlabeled_ds.images if unlabeled_ds is not None else [])]
+    if all(bool(img.amax() == img.amin()) for img in images):
+        raise DataError(f"every training image of {root!r} is constant after normalisation (data.normalize: "
+                        f"{cfg.data.normalize}); the model has nothing to learn: check the image files and data.normalize")
+    if not any(y is not None and bool(y.any()) for y in labeled_ds.labels):
+        raise DataError(f"none of the {len(labeled_ds.case_ids)} labelled training cases of {root!r} holds a foreground "
+                        "voxel; the model has nothing to learn: check the label files or raise data.split.labeled")
 
 
 def build_method(cfg: Config, num_classes: int, spatial_dims: int, device: torch.device) -> Any:
@@ -210,12 +236,14 @@ class RunContext:
                 "model": {k: v.detach().cpu() for k, v in method.inference_model().state_dict().items()}}
 
 
-def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list[str] | None = None) -> RunContext:
+def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list[str] | None = None,
+              overwrite: bool = False) -> RunContext:
     """Validate the config and read the data (nothing written), then create the run folder (rank 0).
 
     Order matters for bad input: every check that can fail (output folder, dataset, split, model,
-    teacher, every training and validation case) runs before the first file is written, so a
-    failing run leaves no run folder (or, with ``--resume``, an unchanged one).
+    teacher, every training and validation case, :func:`check_learnable`) runs before the first file is
+    written, so a failing run leaves no run folder (or, with ``--resume``/``--overwrite``, an unchanged
+    one); ``overwrite`` deletes the old run's files only then.
     """
     check_config(cfg)
     check_out_dir(out)
@@ -243,10 +271,15 @@ def build_run(cfg: Config, out: Path, dist: DistInfo, resume: bool, stages: list
                     if split.unlabeled else None)
     val_ids = list(split.val)
     check_val_cases(spec, cfg, val_ids[: cfg.eval.max_val_cases] if cfg.eval.max_val_cases else val_ids)
+    check_learnable(cfg, labeled_ds, unlabeled_ds)
     if cfg.train.channels_last:
         method.student.to(memory_format=_channels_last(cfg.data.spatial_dims))
     # ---- everything checked: now (and only now) write
     if dist.rank == 0:
+        if overwrite:
+            from uncol.engine.runfolder import clear_run
+
+            clear_run(out)
         prepare_out_dir(out)
         remove_stale_temp_files(out)
         if new_split:

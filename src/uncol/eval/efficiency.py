@@ -146,8 +146,11 @@ def profile_model(
     device: str | torch.device = "cpu",
     warmup: int = 2,
     runs: int = 5,
+    macs: bool = True,
 ) -> dict[str, object]:
     """Parameters, MACs, peak memory and median latency of one inference ``model(x)``, ``x ~ input_shape``.
+
+    ``macs=False`` skips the MAC count (a model whose forward cannot run on the meta device).
 
     Returns ``{"params", "macs_paper", "macs_exact", "macs_full", "peak_memory_bytes", "memory_method",
     "latency_ms" (median over ``runs`` after ``warmup``), "latency_runs_ms", "device", "input_shape"}``.
@@ -157,7 +160,7 @@ def profile_model(
     which also sees allocator caching, so it is an upper bound of the activations' memory.
     """
     dev = torch.device(device)
-    out: dict[str, object] = {"params": count_params(model), **count_macs(model, input_shape)}
+    out: dict[str, object] = {"params": count_params(model), **(count_macs(model, input_shape) if macs else {})}
     model = model.to(dev).eval()
     x = torch.randn(tuple(input_shape), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

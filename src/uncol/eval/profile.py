@@ -16,8 +16,13 @@ from uncol.eval.efficiency import count_macs, count_params, profile_model
 from uncol.models import build_model
 
 
-def profile_student(cfg: object, size: Sequence[int] | None = None, num_classes: int | None = None) -> dict[str, object]:
-    """``uncol profile``: parameters and MACs of ``cfg.model`` for one image/volume (batch 1).
+def profile_student(cfg: object, size: Sequence[int] | None = None, num_classes: int | None = None,
+                    latency: bool = False, device: str = "cpu", warmup: int = 1, runs: int = 5,
+                    log: Callable[[str], None] | None = None) -> dict[str, object]:
+    """``uncol profile``: parameters and MACs of ``cfg.model`` for one image/volume (batch 1); with
+    ``latency``, also the student's and the config's teacher's latency (median of ``runs`` after ``warmup``)
+    and peak memory on ``device`` (:func:`profile_model`): ``student.latency_ms``,
+    ``student.peak_memory_mb`` and ``teacher.{latency_ms, peak_memory_mb, weights, ...}`` (:func:`profile_teacher`).
 
     ``size`` (spatial, torch order) defaults to ``cfg.data.size``; ``num_classes`` defaults to the
     ``dataset.json`` under ``cfg.data.root``, else 2 (the output head changes the counts by a few
@@ -38,10 +43,78 @@ def profile_student(cfg: object, size: Sequence[int] | None = None, num_classes:
     model = build_model(mcfg, spatial_dims=data.spatial_dims, num_classes=num_classes)
     shape = (1, mcfg.in_channels, *spatial)
     macs = count_macs(model, shape)
-    student = {"name": mcfg.name, "params": count_params(model), "macs_paper": macs["macs_paper"],
-               "macs_full": macs["macs_full"], "macs_exact": macs["macs_exact"]}
-    return {"student": student, "input_shape": list(shape), "num_classes": num_classes,
-            "num_classes_source": source, "spatial_dims": data.spatial_dims}
+    student: dict[str, object] = {"name": mcfg.name, "params": count_params(model), "macs_paper": macs["macs_paper"],
+                                  "macs_full": macs["macs_full"], "macs_exact": macs["macs_exact"]}
+    out: dict[str, object] = {"student": student, "input_shape": list(shape), "num_classes": num_classes,
+                              "num_classes_source": source, "spatial_dims": data.spatial_dims}
+    if latency:
+        if log is not None:
+            log(f"timing the student ({mcfg.name}) on {device}: {warmup} warm-up, median of {runs}")
+        student.update(_timing(profile_model(model, shape, device, warmup=warmup, runs=runs, macs=False)))
+        out["teacher"] = profile_teacher(cfg, shape, device, warmup, runs, log)
+    return out
+
+
+def _timing(r: dict[str, object]) -> dict[str, object]:
+    mem = r["peak_memory_bytes"]
+    return {"latency_ms": r["latency_ms"], "latency_runs_ms": r["latency_runs_ms"], "device": r["device"],
+            "peak_memory_mb": float(mem) / 2**20, "memory_method": r["memory_method"]}  # type: ignore[arg-type]
+
+
+class _TeacherCall(nn.Module):
+    """The config's teacher as one inference: ``encode`` then ``decode`` of one prompt (class 1, a box,
+    points or per-slice boxes as the teacher takes) around the middle half of the image -> probabilities."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, x: Tensor) -> Tensor:
+        from uncol.teachers.prompts import make_prompts
+
+        size = tuple(x.shape[2:])
+        label = torch.zeros(x.shape[0], *size, dtype=torch.long, device=x.device)
+        label[(slice(None), *(slice(s // 4, max(s // 4 + 1, 3 * s // 4)) for s in size))] = 1
+        prompts = make_prompts(label, 2, kind=self.teacher.prompt_kind)  # type: ignore[attr-defined]
+        emb = self.teacher.encode(x)  # type: ignore[attr-defined]
+        return self.teacher.decode(emb, prompts, 2, size, outputs=("probs",)).probs  # type: ignore[attr-defined]
+
+
+_RANDOM_TEACHERS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
+    "litemedsam": (lambda: _litemedsam(), (1, 3, 256, 256)),
+    "medsam_vit_b": (lambda: _medsam_vit_b(), (1, 3, 1024, 1024)),
+    "sam_med3d": (lambda: _sam_med3d(), (1, 1, 128, 128, 128)),
+}
+
+
+def profile_teacher(cfg: object, shape: Sequence[int], device: str = "cpu", warmup: int = 1, runs: int = 5,
+                    log: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Latency and peak memory of ``cfg.teacher`` answering one prompt for an input of ``shape`` (batch 1).
+
+    The teacher is built as training builds it (its weights; online, no cache). Where its weights are not
+    on this machine, the same architecture with random weights is timed at the model's own input size
+    (image encoder + one prompt through the decoder; ``weights`` says so): latency does not depend on the
+    weights' values. ``{"name": "none"}`` for a config without a teacher."""
+    import dataclasses
+
+    from uncol.errors import CheckpointError
+    from uncol.teachers import build_teacher
+
+    tcfg = cfg.teacher  # type: ignore[attr-defined]
+    if tcfg.name == "none":
+        return {"name": "none"}
+    try:
+        model: nn.Module = _TeacherCall(build_teacher(dataclasses.replace(tcfg, mode="online"), len(shape) - 2))
+        weights, tshape = "checkpoint", tuple(shape)
+    except CheckpointError as e:
+        if tcfg.name not in _RANDOM_TEACHERS:
+            raise
+        build, tshape = _RANDOM_TEACHERS[tcfg.name]
+        model, weights = build(), f"random (timing only; {str(e).split(';')[0]})"
+    if log is not None:
+        log(f"timing the teacher ({tcfg.name}, {weights.split(' ')[0]} weights) on {device}: input {list(tshape)}")
+    r = profile_model(model, tshape, device, warmup=warmup, runs=runs, macs=False)
+    return {"name": tcfg.name, "weights": weights, "params": r["params"], "input_shape": list(tshape), **_timing(r)}
 
 
 def _dataset_classes(root: str) -> tuple[int, str]:

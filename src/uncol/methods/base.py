@@ -8,8 +8,10 @@ every hook declared here unconditionally (:meth:`attach_run`, :meth:`begin_stage
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -72,6 +74,8 @@ class Method(nn.Module):
         return self._teacher[0] if self._teacher else None
 
     def stages(self) -> list[StagePlan]:
+        """The stages in order. Reads only ``self.cfg`` and ``self.params`` (:func:`plan_stages` relies on it);
+        a stage length set by ``Params`` is a field named ``<stage>_iterations`` (0 = ``train.iterations``)."""
         t = self.cfg.train
         return [StagePlan("main", t.iterations, t.batch_size, 0)]
 
@@ -115,3 +119,17 @@ class Method(nn.Module):
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+def stage_iteration_keys(params_cls: type) -> tuple[str, ...]:
+    """The stage lengths among a method's ``Params`` fields: those named ``<stage>_iterations`` (0 meaning
+    ``train.iterations``), e.g. UnCoL's ``stage1_iterations``/``stage2_iterations``. ``--set
+    train.iterations`` rescales them (:mod:`uncol.config_overrides`); ``--resume --extend`` may change them."""
+    if not dataclasses.is_dataclass(params_cls):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(params_cls) if f.name.endswith("_iterations"))
+
+
+def plan_stages(method_cls: type[Method], cfg: Config, params: Any) -> list[StagePlan]:
+    """``method_cls``'s stages for ``cfg`` and its validated ``params``, without building the method."""
+    return method_cls.stages(SimpleNamespace(cfg=cfg, params=params))  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.losses.segmentation import ce_loss, dice_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StepOutput
-from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
+from uncol.teachers.base import OUTPUTS, ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
 from uncol.teachers.cache import CachedTeacher
 from uncol.teachers.prompts import make_prompts
 
@@ -110,8 +110,8 @@ class PromptedModel(Teacher):
         return self._parts[0].encode(images.to(self.device))
 
     def decode(self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int,
-               out_size: tuple[int, ...]) -> TeacherOutput:
-        return self._parts[1].decode(emb, prompts, num_classes, out_size)
+               out_size: tuple[int, ...], outputs: Collection[str] = OUTPUTS) -> TeacherOutput:
+        return self._parts[1].decode(emb, prompts, num_classes, out_size, outputs)
 
 
 class FinetuneSAM(Method):

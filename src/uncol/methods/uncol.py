@@ -29,6 +29,7 @@ from uncol.models.batchnorm import recalibrate_batchnorm, update_batchnorm
 from uncol.pseudo.uapl import authors_probs, fuse, largest_component
 from uncol.pseudo.uncertainty import entropy
 from uncol.schedules import sigmoid_rampup, uapl_threshold
+from uncol.teachers.bank import FusedTokenBank
 from uncol.teachers.ema import EMA
 from uncol.teachers.prompts import prompts_from_masks
 
@@ -64,6 +65,10 @@ class UncolParams:
     recalibrate_bn: bool = True  # ours: prompt-free BatchNorm statistics before evaluation and at stage 2
     recalibrate_images: int = 64  # ours: training images used for the recalibration
     ema_own_bn: bool = False  # ours: S keeps BatchNorm statistics of its own (prompt-free pass per step)
+    # ours (issue 15, an approximation): stage-1 G tokens decoded every step, or drawn from a bank of
+    # jittered-box decodes per labelled image, moved and mixed like the features (teachers/bank.py)
+    stage1_g_tokens: Literal["decode", "bank"] = "decode"
+    g_token_bank_size: int = 8  # ours: decodes per labelled image in the bank
 
 
 @METHODS.register("uncol")
@@ -85,6 +90,10 @@ class Uncol(Method):
             self._teacher = []
         self._gen = torch.Generator().manual_seed(ctx.cfg.train.seed + 17)
         self._run, self._filled = [], False  # the run context (a list: not a submodule)
+        if params.stage1_g_tokens == "bank" and (params.g_token_bank_size < 1 or ctx.cfg.teacher.mode != "cached"):
+            raise ConfigError("config key 'method.params.stage1_g_tokens: bank' needs teacher.mode: cached and "
+                              f"method.params.g_token_bank_size >= 1 (got {ctx.cfg.teacher.mode!r}, {params.g_token_bank_size})")
+        self._bank = FusedTokenBank(params.g_token_bank_size) if params.stage1_g_tokens == "bank" else None
 
     # -- schedule and run hooks ------------------------------------------------------------------------
     def stages(self) -> list[StagePlan]:
@@ -103,6 +112,8 @@ class Uncol(Method):
         if self.teacher is not None and self._run and not self._filled:
             self.teacher.fill_from(self._datasets(), self._device(), progress=self._run[0].progress)
             self._filled = True
+        if name == "stage1" and self._bank is not None and self.teacher is not None and self._run and not len(self._bank):
+            self._fill_bank()
         # S is (re)initialised from the stage-1 student when stage 2 starts (SPEC §4): no updates before
         self.ema.freeze(name == "stage1" or self.params.freeze_ema_stage2)
         self.ema.copy_buffers = not self.params.ema_own_bn
@@ -125,6 +136,19 @@ class Uncol(Method):
         recalibrate_batchnorm(model, (torch.stack([d.get_seeded(i, 0)["image"] for d, i in items[k:k + 4]])
                                       .to(self._device()) for k in range(0, len(items), 4)))
 
+    def _fill_bank(self) -> None:
+        """G's token bank from the un-augmented labelled training images (teachers/bank.py)."""
+        ds = self._run[0].labeled_ds
+        train, ds.train = ds.train, False  # the base image and its label, without augmentation
+        try:
+            items = [ds.get_seeded(i, 0) for i in range(len(ds))]
+        finally:
+            ds.train = train
+        p, dev = self.params, self._device()
+        self._bank.fill(self.teacher, ((s["image"].to(dev), s["label"].to(dev)) for s in items), self.num_classes,  # type: ignore[union-attr]
+                        torch.Generator().manual_seed(self.cfg.train.seed + 29), jitter_px=self.cfg.teacher.box_jitter_px,
+                        num_pos=p.prompt_points, num_neg=p.prompt_negative_points)
+
     def _datasets(self) -> list[Any]:
         return [d for r in self._run for d in (r.labeled_ds, r.unlabeled_ds) if d is not None]
 
@@ -145,12 +169,18 @@ class Uncol(Method):
         if self.teacher is None:
             loss = sup_loss(self.student(xm), ym, parts=parts)
             return StepOutput(loss, {"loss": loss.item(), **parts})
-        # 2. G prompted with ground-truth boxes/points of the mixed image
-        with torch.no_grad():
-            emb = self.teacher.encode_mixed(batch.labeled, xm, lambda t: mix(t[perm], t, _resize(m, t), nd))
-            g = self._decode(emb, ym, self.cfg.teacher.box_jitter_px)
+        # 2. G prompted with ground-truth boxes/points of the mixed image (or its sources' banked tokens, mixed)
+        def mix_fn(t: Tensor) -> Tensor:
+            return mix(t[perm], t, _resize(m, t), nd)
+
         grid = self.student.token_grid(tuple(x.shape[2:]))
-        know = resample_tokens(g.fused, grid, src_grid=g.fused_grid)
+        with torch.no_grad():
+            emb = self.teacher.encode_mixed(batch.labeled, xm, mix_fn)
+            if self._bank is not None and "base_image" in batch.labeled:
+                know = resample_tokens(mix_fn(self._bank.draw(batch.labeled, self._gen)), grid)
+            else:
+                g = self._decode(emb, ym, self.cfg.teacher.box_jitter_px, outputs=("fused",))
+                know = resample_tokens(g.fused, grid, src_grid=g.fused_grid)
         out = self.student.forward_features(xm, teacher_knowledge=know)
         loss = sup_loss(out.logits, ym, parts=parts)
         lam, dpkd = p.lambda_max * sigmoid_rampup(it, total), torch.zeros((), device=x.device)
@@ -180,11 +210,11 @@ class Uncol(Method):
                 emb_l = (self.teacher.encode_part(batch.labeled)  # used by L_vis and teacher_and_ema only
                          if p.visual_distill or p.stage2_knowledge == "teacher_and_ema" else None)
                 u_s = entropy(p_s, dim=1, normalized=p.normalized_entropy)
-                g_u = self._decode(emb_u, s_label, p.stage2_box_jitter_px, u_s, tau)
+                g_u = self._decode(emb_u, s_label, p.stage2_box_jitter_px, u_s, tau, outputs=("probs",))
                 p_g = (g_u.probs if p.g_probs == "product" or g_u.fg is None
                        else authors_probs(g_u.fg, g_u.prompted[:, 1:])).float()
                 if p.stage2_knowledge == "teacher_and_ema":
-                    g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px)
+                    g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px, outputs=("fused",))
             pl = fuse(p_g, p_s, tau, mode=p.pseudo_label if self.teacher is not None else "s_only",  # 2. UAPL
                       normalize_entropy=p.normalized_entropy)
         # 3. bidirectional copy-paste with one mask K (True: from the labelled image in x_in)
@@ -220,13 +250,14 @@ class Uncol(Method):
 
     # -- pieces ----------------------------------------------------------------------------------------
     def _decode(self, emb: Any, masks: Tensor, jitter: float, ent: Tensor | None = None,
-                tau: float | None = None) -> Any:
-        """G's decoder prompted from ``masks`` (B,*S): boxes or points, points where ``ent`` < ``tau`` (SPEC §5)."""
+                tau: float | None = None, outputs: tuple[str, ...] = ("probs", "fused")) -> Any:
+        """G's decoder prompted from ``masks`` (B,*S): boxes or points, points where ``ent`` < ``tau`` (SPEC §5);
+        only ``outputs`` are computed (stage 1 uses the fused tokens, stage 2 the probabilities)."""
         p = self.params
         prompts = prompts_from_masks(masks, self.num_classes, kind=self.teacher.prompt_kind, jitter_px=jitter,
                                      generator=self._gen, entropy=ent, entropy_threshold=tau,
                                      num_pos=p.prompt_points, num_neg=p.prompt_negative_points)
-        return self.teacher.decode(emb, prompts, self.num_classes, tuple(masks.shape[1:]))
+        return self.teacher.decode(emb, prompts, self.num_classes, tuple(masks.shape[1:]), outputs)
 
     def _visual(self, tokens: list[Tensor], feats: list[Tensor], grid: tuple[int, ...]) -> Tensor:
         pairs = self.params.layer_map

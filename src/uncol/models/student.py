@@ -64,7 +64,7 @@ from uncol.models.simplevit import SimpleViT
 class StudentOutput(NamedTuple):
     """``logits (B, K, *S)`` (mean of the heads); ``vit_tokens``: one ``(B, N, vit_dim)`` per ViT layer;
     ``grid``: the token grid (``N = prod(grid)``); ``knowledge (B, M, kv_dim)``: the adapter's key/value
-    as used; ``head_logits``: each head's logits (the authors' multi-head loss)."""
+    as used; ``head_logits``: each head's logits (the authors' multi-head loss; only with ``each_head=True``)."""
 
     logits: Tensor
     vit_tokens: list[Tensor]
@@ -173,9 +173,11 @@ class UncolStudent(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     def forward_features(
-        self, x: Tensor, teacher_knowledge: Tensor | None = None, vit_knowledge: Tensor | None = None
+        self, x: Tensor, teacher_knowledge: Tensor | None = None, vit_knowledge: Tensor | None = None,
+        each_head: bool = False,
     ) -> StudentOutput:
-        """``x (B, C, *S)`` -> :class:`StudentOutput`; see the module docstring for the key/value choice."""
+        """``x (B, C, *S)`` -> :class:`StudentOutput`; see the module docstring for the key/value choice.
+        ``head_logits`` is filled only when ``each_head`` is asked for (else ``[]``: see :meth:`mean_head`)."""
         feats = self.backbone.encode(x)
         tokens, grid = self.vit(x)
         if tuple(feats[-1].shape[2:]) != grid:
@@ -197,9 +199,32 @@ class UncolStudent(nn.Module):
             kv = self.own_knowledge(tokens[-1] if vit_knowledge is None else vit_knowledge, grid)
         feats[-1] = self.adapter(feats[-1], kv)
         dec = self.backbone.decode(feats)
-        head_logits = [h(dec) for h in self.heads]
-        logits = head_logits[0] if len(head_logits) == 1 else torch.stack(head_logits).mean(0)
-        return StudentOutput(logits, tokens, grid, kv, head_logits)
+        if each_head:
+            head_logits = [h(dec) for h in self.heads]
+            logits = head_logits[0] if len(head_logits) == 1 else torch.stack(head_logits).mean(0)
+            return StudentOutput(logits, tokens, grid, kv, head_logits)
+        return StudentOutput(self.mean_head(dec), tokens, grid, kv, [])
+
+    def mean_head(self, dec: Tensor) -> Tensor:
+        """The mean of the heads' logits on decoder features ``dec (B, C, *S)``.
+
+        Heads that are plain convolutions of one shape (the 2D U-Net's) are linear, so their mean is ONE
+        convolution with the mean weight and bias (same values and gradients, one full-resolution pass
+        instead of ``out_heads``): done in training mode; in eval mode every head runs, as the authors'
+        network does (what MAC counts and latency report). Other heads (the V-Net's conv-BN-ReLU-dropout)
+        always run one by one."""
+        heads = list(self.heads)
+        if len(heads) == 1:
+            return heads[0](dec)
+        first = heads[0]
+        if self.training and isinstance(first, nn.Conv2d | nn.Conv3d) and all(
+                type(h) is type(first) and h.weight.shape == first.weight.shape and (h.bias is None) == (first.bias is None)
+                and (h.stride, h.padding, h.dilation, h.groups) == (first.stride, first.padding, first.dilation, first.groups)
+                for h in heads):
+            weight = torch.stack([h.weight for h in heads]).mean(0)
+            bias = None if first.bias is None else torch.stack([h.bias for h in heads]).mean(0)
+            return first._conv_forward(dec, weight, bias)
+        return torch.stack([h(dec) for h in heads]).mean(0)
 
     def forward(self, x: Tensor) -> Tensor:
         """Prompt-free inference: ``(B, C, *S) -> logits (B, K, *S)``."""

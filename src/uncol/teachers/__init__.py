@@ -60,5 +60,5 @@ def build_teacher(
     teacher = cls.build(cfg.checkpoint, params, spatial_dims or cls.spatial_dims)
     cache_dir = resolve_cache_dir(cfg, default_cache_dir)
     if cfg.mode == "cached" and cache_dir is not None:
-        return CachedTeacher(teacher, cache_dir)
+        return CachedTeacher(teacher, cache_dir, cfg.cache_memory_mb)
     return teacher

@@ -10,9 +10,11 @@ A teacher is a frozen promptable foundation model behind two calls, in the spiri
     ``(B, C_j, *grid_j)`` tensors (SPEC §2.1), and ``.embedding``: the image embedding that
     ``decode`` needs. This is the expensive part, and the part ``cache.py`` stores.
 
-``decode(emb, prompts, num_classes, out_size) -> TeacherOutput``
+``decode(emb, prompts, num_classes, out_size, outputs=OUTPUTS) -> TeacherOutput``
     One :class:`ClassPrompts` per image (box per class in 2D, points per class in 3D, per-slice
-    boxes for slice-wise teachers: see ``prompt_kind``). Returns ``.probs`` ``(B, K, *out_size)``
+    boxes for slice-wise teachers: see ``prompt_kind``). ``outputs`` names what the caller uses,
+    ``"probs"`` and/or ``"fused"``; a teacher may skip computing the other (it is then None: SAM's
+    mask upscaling is skipped when only the fused tokens are used). Returns ``.probs`` ``(B, K, *out_size)``
     class probabilities, ``.fused`` ``(B, N, embed_dim)`` prompt-fused image tokens (the image-side
     output of the mask decoder's two-way transformer, averaged over the prompted classes; SPEC §2.2)
     and ``.fused_grid`` (the token grid of ``.fused``, ``prod(fused_grid) == N``).
@@ -43,6 +45,7 @@ become loss targets).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,6 +55,7 @@ from torch import Tensor, nn
 from uncol.registry import Registry
 
 Box = tuple[float, float, float, float]
+OUTPUTS: tuple[str, ...] = ("probs", "fused")  # what ``Teacher.decode`` computes unless told less
 
 
 @dataclass
@@ -118,13 +122,14 @@ class TeacherEmbedding:
 
 @dataclass
 class TeacherOutput:
-    """``probs (B, K, *out_size)`` in [0, 1] summing to 1 over K; ``fused (B, N, embed_dim)``;
+    """``probs (B, K, *out_size)`` in [0, 1] summing to 1 over K; ``fused (B, N, embed_dim)`` (either is
+    None when ``decode`` was told the caller does not use it);
     ``fused_grid`` with ``prod == N``; ``prompted (B, K)`` bool, which classes had a prompt
     (column 0, background, is always False); ``fg (B, K-1, *out_size)`` the per-class binary foreground
     probabilities ``probs`` was combined from (0 where unprompted; None if the teacher has none)."""
 
-    probs: Tensor
-    fused: Tensor
+    probs: Tensor | None
+    fused: Tensor | None
     fused_grid: tuple[int, ...]
     prompted: Tensor
     fg: Tensor | None = None
@@ -148,7 +153,8 @@ class Teacher(nn.Module):
         raise NotImplementedError
 
     def decode(
-        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
+        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...],
+        outputs: Collection[str] = OUTPUTS,
     ) -> TeacherOutput:
         raise NotImplementedError
 

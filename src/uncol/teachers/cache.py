@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from uncol.runtime import atomic_torch_save
-from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
+from uncol.teachers.base import OUTPUTS, ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,40 @@ def image_hash(image: Tensor) -> str:
 
 
 class FeatureCache:
-    """Files of one teacher configuration under ``root``; ``hits``/``misses``/``recomputed`` counters."""
+    """Files of one teacher configuration under ``root``; ``hits``/``misses``/``recomputed`` counters.
 
-    def __init__(self, root: str | Path, name: str, fingerprint: str) -> None:
+    The entries read or written last stay in memory (least recently used first out) up to ``memory_mb``
+    megabytes (0: none), so a training step reads its images' features from disk only once per run while
+    they fit; an entry in memory is the same fp16 tensors the file holds."""
+
+    def __init__(self, root: str | Path, name: str, fingerprint: str, memory_mb: float = 0.0) -> None:
         self.fingerprint = fingerprint
         self.dir = Path(root) / f"{name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}"
-        self.hits = self.misses = self.recomputed = 0
+        self.hits = self.misses = self.recomputed = self.memory_hits = 0
+        self.memory_bytes = int(memory_mb * 2**20)
+        self._memory: OrderedDict[str, tuple[TeacherEmbedding, int]] = OrderedDict()
+        self._held = 0
+
+    def _remember(self, key: str, emb: TeacherEmbedding) -> None:
+        size = sum(t.numel() * t.element_size() for t in [*emb.visual, emb.embedding])
+        if size > self.memory_bytes:
+            return
+        old = self._memory.pop(key, None)
+        self._held += size - (old[1] if old else 0)
+        self._memory[key] = (emb, size)
+        while self._held > self.memory_bytes:
+            self._held -= self._memory.popitem(last=False)[1][1]
 
     def path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.pt"
 
     def load(self, key: str, num_visual: int) -> TeacherEmbedding | None:
         """The entry for image hash ``key`` (batch of 1, fp16), or None (absent, corrupt or stale)."""
+        held = self._memory.get(key)
+        if held is not None:
+            self._memory.move_to_end(key)
+            self.memory_hits += 1
+            return held[0]
         p = self.path(key)
         if not p.is_file():
             return None
@@ -76,7 +99,9 @@ class FeatureCache:
             self.recomputed += 1
             log.warning("teacher cache entry %s is %s; recomputing it", p, reason)
             return None
-        return TeacherEmbedding(list(obj["visual"]), obj["embedding"], tuple(int(s) for s in obj["image_size"]))
+        emb = TeacherEmbedding(list(obj["visual"]), obj["embedding"], tuple(int(s) for s in obj["image_size"]))
+        self._remember(key, emb)
+        return emb
 
     def save(self, key: str, emb: TeacherEmbedding) -> None:
         """Write one image's embedding (batch of 1) as fp16, atomically."""
@@ -84,15 +109,16 @@ class FeatureCache:
                "visual": [v.detach().to("cpu", torch.float16).contiguous() for v in emb.visual],
                "embedding": emb.embedding.detach().to("cpu", torch.float16).contiguous()}
         atomic_torch_save(obj, self.path(key))
+        self._remember(key, TeacherEmbedding(obj["visual"], obj["embedding"], emb.image_size))
 
 
 class CachedTeacher(Teacher):
     """A teacher whose ``encode`` consults a :class:`FeatureCache`; ``decode`` is the wrapped teacher's."""
 
-    def __init__(self, teacher: Teacher, cache_dir: str | Path) -> None:
+    def __init__(self, teacher: Teacher, cache_dir: str | Path, memory_mb: float = 0.0) -> None:
         super().__init__()
         self.teacher = teacher
-        self.cache = FeatureCache(cache_dir, type(teacher).__name__, teacher.fingerprint())
+        self.cache = FeatureCache(cache_dir, type(teacher).__name__, teacher.fingerprint(), memory_mb)
         self.spatial_dims = teacher.spatial_dims
         self.embed_dim = teacher.embed_dim
         self.visual_dims = list(teacher.visual_dims)
@@ -118,9 +144,10 @@ class CachedTeacher(Teacher):
         return TeacherEmbedding.cat(found).to(images.device, torch.float32)  # type: ignore[arg-type]
 
     def decode(
-        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
+        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...],
+        outputs: Collection[str] = OUTPUTS,
     ) -> TeacherOutput:
-        return self.teacher.decode(emb, prompts, num_classes, out_size)
+        return self.teacher.decode(emb, prompts, num_classes, out_size, outputs)
 
     def encode_mixed(self, part: dict, mixed: Tensor, mix_fn: Any) -> TeacherEmbedding:
         if "base_image" not in part:

@@ -13,11 +13,13 @@ off, then resized to ``out_size`` before the sigmoid.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uncol.teachers.base import ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
+from uncol.teachers.base import OUTPUTS, ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput, combine_class_probs
 
 # image resampling to the model input (ours); "bicubic" (no antialiasing) keeps thin bright structures
 # such as the fetal skull. LiteMedSAM, HC18, tight boxes, mean Dice: 20 raw images bicubic 0.914, area
@@ -31,22 +33,37 @@ RESAMPLE: dict[str, dict] = {
 
 
 def run_mask_decoder(
-    decoder: nn.Module, image_emb: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor
-) -> tuple[Tensor, Tensor]:
+    decoder: nn.Module, image_emb: Tensor, image_pe: Tensor, sparse: Tensor, dense: Tensor, masks: bool = True
+) -> tuple[Tensor | None, Tensor]:
     """SAM's ``MaskDecoder.predict_masks`` for one mask output, one image per prompt, keys exposed.
 
     image_emb ``(N, C, h, w)`` (already one row per prompt), image_pe ``(1, C, h, w)``,
     sparse ``(N, T, C)``, dense ``(N, C, h, w)``.
-    Returns mask logits ``(N, 1, 4h, 4w)`` and the two-way transformer's image tokens ``(N, h*w, C)``.
+    Returns mask logits ``(N, 1, 4h, 4w)`` (None when ``masks`` is False: the mask upscaling and the
+    hypernetwork are skipped) and the two-way transformer's image tokens ``(N, h*w, C)``.
     """
     n, c, h, w = image_emb.shape
     out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
     hs, keys = decoder.transformer(image_emb + dense, image_pe.expand(n, -1, -1, -1), tokens)
+    if not masks:
+        return None, keys
     up = decoder.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
     hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])  # mask token 0 = single-mask output
     logits = (hyper.unsqueeze(1) @ up.flatten(2)).view(n, 1, *up.shape[2:])
     return logits, keys
+
+
+def resize_matrix(n_in: int, n_mid: int, n_keep: int, n_out: int, device: torch.device | str = "cpu") -> Tensor:
+    """``(n_out, n_in)``: the linear map of one axis under bilinear resizing ``n_in -> n_mid``, cropping to
+    the first ``n_keep``, then bilinear ``n_keep -> n_out`` (both ``align_corners=False``).
+
+    PyTorch's bilinear interpolation is separable, so ``A_y @ X @ A_x.T`` equals the two
+    ``F.interpolate`` calls on ``X (h, w)`` (to float rounding) without the ``n_mid``² intermediate."""
+    eye = torch.eye(n_in, device=device).view(n_in, 1, n_in, 1)  # one unit impulse per row, width 1 = identity
+    x = F.interpolate(eye, size=(n_mid, 1), mode="bilinear", align_corners=False)[:, :, :n_keep]
+    x = F.interpolate(x, size=(n_out, 1), mode="bilinear", align_corners=False)
+    return x.view(n_in, n_out).T.contiguous()
 
 
 class SamTeacher2D(Teacher):
@@ -68,6 +85,7 @@ class SamTeacher2D(Teacher):
         self.resize = resize
         self.resample = resample
         self.checkpoint_id = checkpoint_id
+        self._resize_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     # --- geometry -----------------------------------------------------------------------------
     def _scale(self, size: tuple[int, ...]) -> tuple[float, float, int, int]:
@@ -122,53 +140,69 @@ class SamTeacher2D(Teacher):
         return self.prompt_encoder(points=pts, boxes=box, masks=None)
 
     def decode(
-        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
+        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...],
+        outputs: Collection[str] = OUTPUTS,
     ) -> TeacherOutput:
-        """Probabilities ``(B, K, *out_size)``, fused tokens ``(B, 4096, 256)`` (grid 64×64)."""
+        """Probabilities ``(B, K, *out_size)``, fused tokens ``(B, 4096, 256)`` (grid 64×64); ``outputs``
+        says which of the two the caller uses (the other is None and not computed)."""
         b = emb.batch_size
         if len(prompts) != b:
             raise ValueError(f"decode got {len(prompts)} ClassPrompts for a batch of {b} images")
+        want_probs, want_fused = "probs" in outputs, "fused" in outputs
         jobs: list[tuple[int, int]] = []  # (image, class); class 0 = unprompted run for `fused` only
         sparse, dense = [], []
         for i, cp in enumerate(prompts):
-            classes = [c for c in cp.classes() if 0 < c < num_classes] or [0]
+            classes = [c for c in cp.classes() if 0 < c < num_classes] or ([0] if want_fused else [])
             for c in classes:
                 s, d = self._prompt_embeddings(cp, c, emb.image_size)
                 jobs.append((i, c))
                 sparse.append(s)
                 dense.append(d)
+        dev = self.prompt_encoder.no_mask_embed.weight.device
         image_pe = self.prompt_encoder.get_dense_pe()
-        logits_all: list[Tensor] = [torch.empty(0)] * len(jobs)
+        logits_all: list[Tensor | None] = [None] * len(jobs)
         keys_all: list[Tensor] = [torch.empty(0)] * len(jobs)
         for t in sorted({s.shape[1] for s in sparse}):  # batch the jobs with the same token count
             idx = [j for j, s in enumerate(sparse) if s.shape[1] == t]
             img_idx = torch.tensor([jobs[j][0] for j in idx], device=emb.embedding.device)
-            logits, keys = run_mask_decoder(
-                self.mask_decoder,
-                emb.embedding[img_idx].to(image_pe.dtype),
-                image_pe,
-                torch.cat([sparse[j] for j in idx]),
-                torch.cat([dense[j] for j in idx]),
-            )
+            with_masks = want_probs and any(jobs[j][1] > 0 for j in idx)
+            logits, keys = run_mask_decoder(self.mask_decoder, emb.embedding[img_idx].to(image_pe.dtype), image_pe,
+                                            torch.cat([sparse[j] for j in idx]), torch.cat([dense[j] for j in idx]),
+                                            masks=with_masks)
             for k, j in enumerate(idx):
-                logits_all[j], keys_all[j] = logits[k], keys[k]
-        fg = torch.zeros(b, num_classes - 1, *out_size, device=image_pe.device)
-        prompted = torch.zeros(b, num_classes, dtype=torch.bool, device=image_pe.device)
-        fused = torch.zeros(b, *keys_all[0].shape, device=image_pe.device)
-        count = torch.zeros(b, device=image_pe.device)
-        for (i, c), lg, kv in zip(jobs, logits_all, keys_all):
-            fused[i] += kv
-            count[i] += 1
-            if c > 0:
-                fg[i, c - 1] = torch.sigmoid(self._logits_to_image(lg[None], emb.image_size, out_size))[0, 0]
-                prompted[i, c] = True
-        probs = combine_class_probs(fg, prompted[:, 1:])
-        grid = tuple(emb.embedding.shape[2:])
-        return TeacherOutput(probs, fused / count.view(-1, 1, 1), grid, prompted, fg)
+                logits_all[j], keys_all[j] = (None if logits is None else logits[k]), keys[k]
+        prompted = torch.zeros(b, num_classes, dtype=torch.bool, device=dev)
+        for i, c in jobs:
+            prompted[i, c] = c > 0
+        fused = fg = probs = None
+        if want_fused:
+            fused = torch.zeros(b, *keys_all[0].shape, device=dev)
+            count = torch.zeros(b, device=dev)
+            for (i, _), kv in zip(jobs, keys_all):
+                fused[i] += kv
+                count[i] += 1
+            fused = fused / count.view(-1, 1, 1)
+        if want_probs:
+            fg = torch.zeros(b, num_classes - 1, *out_size, device=dev)
+            pj = [j for j, (_, c) in enumerate(jobs) if c > 0]
+            if pj:
+                up = self._logits_to_image(torch.stack([logits_all[j] for j in pj]), emb.image_size, out_size)
+                for k, j in enumerate(pj):
+                    fg[jobs[j][0], jobs[j][1] - 1] = torch.sigmoid(up[k, 0])
+            probs = combine_class_probs(fg, prompted[:, 1:])
+        return TeacherOutput(probs, fused, tuple(emb.embedding.shape[2:]), prompted, fg)
 
     def _logits_to_image(self, logits: Tensor, size: tuple[int, ...], out_size: tuple[int, ...]) -> Tensor:
-        """``(N, 1, h, w)`` low-res logits -> ``(N, 1, *out_size)``: up to the input, crop padding, resize."""
+        """``(N, 1, h, w)`` low-res logits -> ``(N, 1, *out_size)``: bilinear up to the model input
+        (``img_size``²), crop the padding, bilinear to ``out_size``, computed as one separable linear map
+        (:func:`resize_matrix`, cached per geometry) instead of materialising the ``img_size``² logits."""
         _, _, nh, nw = self._scale(size)
-        x = F.interpolate(logits, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
-        x = x[..., :nh, :nw]
-        return F.interpolate(x, size=tuple(out_size), mode="bilinear", align_corners=False)
+        h, w = logits.shape[-2:]
+        key = (h, w, nh, nw, tuple(out_size), logits.device, logits.dtype)
+        mats = self._resize_cache.get(key)
+        if mats is None:
+            mats = tuple(resize_matrix(n, self.img_size, keep, o, logits.device).to(logits.dtype)
+                         for n, keep, o in ((h, nh, out_size[0]), (w, nw, out_size[1])))
+            self._resize_cache = {**self._resize_cache, key: mats} if len(self._resize_cache) < 32 else {key: mats}
+        a_y, a_x = mats
+        return (a_y @ logits @ a_x.T).contiguous()

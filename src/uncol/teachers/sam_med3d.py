@@ -28,6 +28,7 @@ zero low-resolution mask prompt that the official first click gets (``mask_input
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,7 @@ from torch import Tensor
 
 from uncol.errors import ConfigError
 from uncol.teachers.base import (
+    OUTPUTS,
     TEACHERS,
     ClassPrompts,
     Teacher,
@@ -142,8 +144,9 @@ class SamMed3DTeacher(Teacher):
         return (coords.float() + 0.5) * scale - 0.5
 
     def decode(self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int,
-               out_size: tuple[int, ...]) -> TeacherOutput:
-        """Probabilities ``(B, K, *out_size)``; fused tokens ``(B, 512, 384)`` on the 8³ grid."""
+               out_size: tuple[int, ...], outputs: Collection[str] = OUTPUTS) -> TeacherOutput:
+        """Probabilities ``(B, K, *out_size)``; fused tokens ``(B, 512, 384)`` on the 8³ grid (``outputs``:
+        what the caller uses; an image without prompts is decoded only when ``"fused"`` is asked for)."""
         b = emb.batch_size
         if len(prompts) != b:
             raise ValueError(f"decode got {len(prompts)} ClassPrompts for a batch of {b} images")
@@ -154,7 +157,7 @@ class SamMed3DTeacher(Teacher):
             for c in classes:
                 p = cp.points[c]
                 jobs.append((i, c, self._to_model_frame(p.coords.to(dev), emb.image_size), p.labels.to(dev).long()))
-            if not classes:
+            if not classes and "fused" in outputs:
                 jobs.append((i, 0, None, None))
         g = tuple(emb.embedding.shape[2:])
         logits_all: list[Tensor] = [torch.empty(0)] * len(jobs)
@@ -173,14 +176,16 @@ class SamMed3DTeacher(Teacher):
                 logits_all[k], tokens_all[k] = logits[r], tokens[r]
         fg = torch.zeros(b, num_classes - 1, *out_size, device=dev)
         prompted = torch.zeros(b, num_classes, dtype=torch.bool, device=dev)
-        fused = torch.zeros(b, *tokens_all[0].shape, device=dev)
+        fused = torch.zeros(b, *tokens_all[0].shape, device=dev) if jobs else None
         count = torch.zeros(b, device=dev)
         for (i, c, _, _), lg, tok in zip(jobs, logits_all, tokens_all):
-            fused[i] += tok
+            fused[i] += tok  # type: ignore[index]
             count[i] += 1
             if c > 0:
-                up = F.interpolate(lg[None], size=tuple(out_size), mode="trilinear", align_corners=False)
-                fg[i, c - 1] = torch.sigmoid(up)[0, 0]
+                if "probs" in outputs:
+                    up = F.interpolate(lg[None], size=tuple(out_size), mode="trilinear", align_corners=False)
+                    fg[i, c - 1] = torch.sigmoid(up)[0, 0]
                 prompted[i, c] = True
-        probs = combine_class_probs(fg, prompted[:, 1:])
-        return TeacherOutput(probs, fused / count.view(-1, 1, 1), g, prompted, fg)
+        probs = combine_class_probs(fg, prompted[:, 1:]) if "probs" in outputs else None
+        fused = fused / count.clamp_min(1).view(-1, 1, 1) if fused is not None and "fused" in outputs else None
+        return TeacherOutput(probs, fused, g, prompted, fg if probs is not None else None)

@@ -10,6 +10,7 @@ a slice without a box gets background there, as in 2D.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from uncol.config import from_dict
 from uncol.errors import ConfigError
-from uncol.teachers.base import TEACHERS, ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
+from uncol.teachers.base import OUTPUTS, TEACHERS, ClassPrompts, Teacher, TeacherEmbedding, TeacherOutput
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,14 @@ class SliceWiseTeacher(Teacher):
         return TeacherEmbedding(visual, stack(e.embedding), (d, h, w))
 
     def decode(
-        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...]
+        self, emb: TeacherEmbedding, prompts: list[ClassPrompts], num_classes: int, out_size: tuple[int, ...],
+        outputs: Collection[str] = OUTPUTS,
     ) -> TeacherOutput:
-        """Probabilities ``(B, K, *out_size)``, fused ``(B, D*h*w, 256)`` with grid ``(D, h, w)``."""
+        """Probabilities ``(B, K, *out_size)``, fused ``(B, D*h*w, 256)`` with grid ``(D, h, w)``.
+
+        Only the slices that carry a prompt are decoded (batched, ``chunk`` at a time) unless ``"fused"`` is
+        in ``outputs``: a slice without a prompt has background probability 1 whatever its decoder says, so
+        decoding it serves only its fused tokens."""
         b = emb.batch_size
         d = emb.image_size[0]
         if len(prompts) != b or any(p.slices is None or len(p.slices) != d for p in prompts):
@@ -95,25 +101,50 @@ class SliceWiseTeacher(Teacher):
         e = emb.embedding.transpose(1, 2)  # (B, D, 256, 64, 64)
         flat_emb = e.reshape(b * d, *e.shape[2:])
         flat_prompts = [s for p in prompts for s in p.slices]  # type: ignore[union-attr]
-        outs = []
-        for i in range(0, b * d, self.chunk):
-            sub = TeacherEmbedding([], flat_emb[i:i + self.chunk], tuple(emb.image_size[1:]))
-            outs.append(self.base.decode(sub, flat_prompts[i:i + self.chunk], num_classes, tuple(out_size[1:])))
-        probs = torch.cat([o.probs for o in outs])  # (B*D, K, H', W')
+        todo = (list(range(b * d)) if "fused" in outputs
+                else [i for i, s in enumerate(flat_prompts) if any(0 < c < num_classes for c in s.classes())])
+        outs, size2 = [], tuple(out_size[1:])
+        for k in range(0, len(todo), self.chunk):
+            idx = todo[k:k + self.chunk]
+            sub = TeacherEmbedding([], flat_emb[idx], tuple(emb.image_size[1:]))
+            outs.append(self.base.decode(sub, [flat_prompts[i] for i in idx], num_classes, size2, outputs))
+        dev = flat_emb.device
+        prompted = torch.zeros(b * d, num_classes, dtype=torch.bool, device=dev)
+        if todo:
+            prompted[todo] = torch.cat([o.prompted for o in outs]).to(dev)
+        prompted = prompted.reshape(b, d, num_classes).any(dim=1)
+        probs = fg = fused = None
+        grid: tuple[int, ...] = (d, *emb.embedding.shape[3:])
+        if "probs" in outputs:
+            probs, fg = self._stack_probs(outs, todo, b, d, num_classes, size2, out_size, dev)
+        if "fused" in outputs:
+            fused = torch.cat([o.fused for o in outs])  # type: ignore[misc]  # (B*D, h*w, C)
+            gh, gw = outs[0].fused_grid
+            fmap = _pool2d(fused.transpose(1, 2).reshape(b * d, -1, gh, gw), self.pool)
+            grid = (d, *fmap.shape[2:])
+            fused = fmap.flatten(2).transpose(1, 2).reshape(b, -1, fmap.shape[1])
+        return TeacherOutput(probs, fused, grid, prompted, fg)
+
+    @staticmethod
+    def _stack_probs(outs: list[TeacherOutput], todo: list[int], b: int, d: int, num_classes: int,
+                     size2: tuple[int, ...], out_size: tuple[int, ...], dev: torch.device) -> tuple[Tensor, Tensor | None]:
+        """Per-slice outputs of the decoded slices ``todo`` -> ``probs (B, K, *out_size)`` and ``fg``;
+        the other slices are background (probability 1) with foreground 0."""
+        probs = torch.zeros(b * d, num_classes, *size2, device=dev)
+        probs[:, 0] = 1.0
+        fg: Tensor | None = torch.zeros(b * d, num_classes - 1, *size2, device=dev)
+        if todo:
+            probs[todo] = torch.cat([o.probs for o in outs]).to(dev)  # type: ignore[misc]
+            if all(o.fg is not None for o in outs):
+                fg[todo] = torch.cat([o.fg for o in outs]).to(dev)  # type: ignore[index, misc]
+            else:
+                fg = None
         probs = probs.reshape(b, d, *probs.shape[1:]).transpose(1, 2)  # (B, K, D, H', W')
         if probs.shape[2] != out_size[0]:
             probs = F.interpolate(probs, size=tuple(out_size), mode="trilinear", align_corners=False)
             probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        fused = torch.cat([o.fused for o in outs])  # (B*D, h*w, C)
-        gh, gw = outs[0].fused_grid
-        fmap = _pool2d(fused.transpose(1, 2).reshape(b * d, -1, gh, gw), self.pool)
-        grid = (d, *fmap.shape[2:])
-        fused = fmap.flatten(2).transpose(1, 2).reshape(b, -1, fmap.shape[1])
-        prompted = torch.cat([o.prompted for o in outs]).reshape(b, d, num_classes).any(dim=1)
-        fg = None
-        if all(o.fg is not None for o in outs):
-            fg = torch.cat([o.fg for o in outs])  # type: ignore[misc]
+        if fg is not None:
             fg = fg.reshape(b, d, *fg.shape[1:]).transpose(1, 2)  # (B, K-1, D, H', W')
             if fg.shape[2] != out_size[0]:
                 fg = F.interpolate(fg, size=tuple(out_size), mode="trilinear", align_corners=False)
-        return TeacherOutput(probs, fused, grid, prompted, fg)
+        return probs, fg
