@@ -1,4 +1,5 @@
-"""uncol.eval.outputs and uncol.eval.loading: known answers of the output rules and checkpoint checks."""
+"""uncol.eval.outputs and uncol.eval.loading: known answers of the output rules and checkpoint checks
+(``check_finite_state`` lives in uncol.runtime; evaluate/predict call it through eval.loading)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ import torch
 
 from uncol.config import Config, DataConfig
 from uncol.errors import CheckpointError, DataError
-from uncol.eval.loading import check_finite_state, input_ndims
+from uncol.eval.loading import input_ndims
 from uncol.eval.outputs import planned_outputs, refuse_collisions, refuse_overlap
+from uncol.runtime import check_finite_state
 
 
 def test_planned_outputs_put_maps_in_sub_folders() -> None:
@@ -35,7 +37,7 @@ def test_overlap_rules(tmp_path: Path) -> None:
 
 def test_finite_state_and_input_ndims() -> None:
     check_finite_state({"w": torch.ones(2), "n": torch.tensor(3)}, "ok.pt")
-    with pytest.raises(CheckpointError, match=r"'bad.pt' holds non-finite weights \(training diverged\?\): 1 tensors"):
+    with pytest.raises(CheckpointError, match=r"'bad.pt' holds non-finite weights \(1 tensors, e.g. w\)"):
         check_finite_state({"w": torch.tensor([1.0, float("inf")]), "v": torch.ones(1)}, "bad.pt")
     assert input_ndims(Config(data=DataConfig(mode="whole")), 2) == (2,)
     assert input_ndims(Config(data=DataConfig(mode="slices")), 2) == (2, 3)

@@ -1,7 +1,7 @@
 """The inference network of a checkpoint (or of an ``uncol export`` file), checked before it is used.
 
-- :func:`check_finite_state`: a checkpoint whose weights hold NaN/Inf (a diverged run) is refused,
-  rather than scored as Dice 0 or written out as empty masks.
+- :func:`uncol.runtime.check_finite_state`: a checkpoint whose weights hold NaN/Inf (a diverged run) is
+  refused, rather than scored as Dice 0 or written out as empty masks.
 - :func:`input_ndims` / :func:`check_image_ndim`: which image dimensionality a checkpoint takes
   (3D models: volumes; 2D ``slices`` models: images and volumes, slice by slice; other 2D models:
   images), and a one-line refusal naming the file otherwise.
@@ -18,22 +18,12 @@ from torch import nn
 from uncol.config import Config, from_dict
 from uncol.errors import CheckpointError, DataError
 from uncol.models import build_model
-from uncol.runtime import load_checkpoint, load_state_strict
-
-
-def check_finite_state(state_dict: Mapping[str, Any], path: str | Path) -> None:
-    """CheckpointError naming ``path`` when a floating-point tensor of ``state_dict`` holds NaN or Inf."""
-    bad = [k for k, v in state_dict.items()
-           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds non-finite weights (training diverged?): "
-                              f"{len(bad)} tensors with NaN/Inf, e.g. {bad[0]}; use an earlier checkpoint "
-                              "(best.pt, best_<stage>.pt) or retrain with a lower train.lr")
+from uncol.runtime import check_finite_state, load_checkpoint, load_state_strict
 
 
 def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Module, Config, dict]:
     """Rebuild the inference network from a checkpoint (its config inside) and load it strictly;
-    non-finite weights are refused (:func:`check_finite_state`)."""
+    non-finite weights are refused (:func:`uncol.runtime.check_finite_state`)."""
     ckpt = load_checkpoint(path)
     cfg = from_dict(Config, ckpt["config"])
     check_finite_state(ckpt["model"], path)
