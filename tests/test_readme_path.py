@@ -11,8 +11,7 @@ What the test changes, and nothing else:
   README's config trains 2 × 15,000 at 256×256), ``zero-shot`` gets ``--limit 2``, ``uncertainty`` 2
   MC-dropout passes instead of 10, and ``suggest`` ranks by the student's uncertainty only (``--teacher
   none``: the foundation teacher costs seconds per image on a CPU).
-- commands that cannot run offline in a test are not run (:data:`NOT_RUN`, each with its reason), and
-  :data:`XFAIL` lists the ones known to fail on this branch.
+- commands that cannot run offline in a test are not run (:data:`NOT_RUN`, each with its reason).
 """
 from __future__ import annotations
 
@@ -38,10 +37,6 @@ NOT_RUN: list[tuple[tuple[str, ...], str]] = [
     (("train", "--nproc"), "starts several processes through torch.distributed.run (tests/engine covers DDP)"),
     (("data", "prepare"), "needs the paper's raw datasets, downloaded by the user"),
     (("bench",), "a grid of full trainings, hours on a CPU (tests/bench runs a tiny grid)"),
-]
-#: Commands expected to fail on this branch (strict xfail): remove an entry once its fix is merged.
-XFAIL: list[tuple[tuple[str, ...], str]] = [
-    (("train", "--resume"), "issue 17: resume with the run's own config, branch reliability"),
 ]
 #: Extra arguments per command, to keep the test short: (tokens, arguments appended).
 SHRINK: list[tuple[tuple[str, ...], list[str]]] = [
@@ -107,7 +102,7 @@ def _scratch(base: Path, hc18: Path) -> None:
 
 @pytest.fixture(scope="module")
 def readme_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run every README command (but :data:`NOT_RUN` and :data:`XFAIL`) in order; their results."""
+    """Run every README command but :data:`NOT_RUN` in order (``--resume`` on the finished run); their results."""
     base = tmp_path_factory.mktemp("readme")
     _scratch(base, shared_data / "hc18_fetal_head_us")
     results: dict[str, tuple[int, str]] = {}
@@ -118,7 +113,7 @@ def readme_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         os.chdir(base)
         try:
             for args in readme_commands():
-                if _match(args, NOT_RUN) is None and _match(args, XFAIL) is None:
+                if _match(args, NOT_RUN) is None:
                     t0 = time.perf_counter()
                     results[shlex.join(args)] = _run(args)
                     seconds[args[0]] = seconds.get(args[0], 0.0) + time.perf_counter() - t0
@@ -129,10 +124,10 @@ def readme_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def test_the_lists_name_readme_commands() -> None:
-    """Every NOT_RUN / XFAIL entry still matches a README command, so none goes stale silently."""
+    """Every NOT_RUN entry still matches a README command, so none goes stale silently."""
     commands = readme_commands()
     assert len(commands) >= 12
-    for tokens, _ in NOT_RUN + XFAIL:
+    for tokens, _ in NOT_RUN:
         assert any(set(tokens) <= set(c) for c in commands), tokens
 
 
@@ -148,21 +143,3 @@ def test_readme_commands_run_as_written(readme_run: dict[str, Any]) -> None:
     for section in ("Metrics", "Training curves", "Uncertainty and calibration", "Which case to label next"):
         assert section in page, section
     assert (base / "metrics.json").is_file() and (base / "profile.json").is_file()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("tokens", [t for t, _ in XFAIL],
-                         ids=["-".join(t) for t, _ in XFAIL])
-def test_readme_commands_known_to_fail(tokens: tuple[str, ...], readme_run: dict[str, Any],
-                                       request: pytest.FixtureRequest) -> None:
-    """The :data:`XFAIL` commands, run after the others (strict: an unexpected pass fails the test)."""
-    reason = dict(XFAIL)[tokens]
-    request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-    args = next(c for c in readme_commands() if set(tokens) <= set(c))
-    cwd = os.getcwd()
-    os.chdir(readme_run["base"])
-    try:
-        rc, err = _run(args)
-    finally:
-        os.chdir(cwd)
-    assert rc == 0, f"uncol {shlex.join(args)}\n    {err}"
