@@ -10,13 +10,16 @@ it imports nothing from uncol but :mod:`uncol.errors`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +239,77 @@ def read_json_object(path: Path, what: str, missing_fix: str, expected: str) -> 
     if not isinstance(obj, dict):
         raise DataError(f"{path}: {what} must be a JSON object with {expected}")
     return obj
+
+
+# ------------------------------------------------------------------------------- staged output folders
+@contextlib.contextmanager
+def staged_output_dir(out: str | Path) -> Iterator[Path]:
+    """Yield an empty temp folder ``.OUT.tmp-<pid>`` beside ``out``; move its files into ``out`` only when
+    the block succeeds, so that a failed command leaves nothing behind.
+
+    A new ``out`` is the temp folder renamed; an existing one gets each new file replaced (atomic
+    ``os.replace``) and keeps its other files, so earlier outputs stay byte-identical after a failure.
+    Folders created above ``out`` are removed again on failure. Temp folders of dead processes are deleted.
+    """
+    out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output folder {str(out)!r} is a file; choose another output folder")
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    _remove_dead_stages(out)
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+    except OSError as e:
+        raise DataError(f"output folder {str(out)!r} cannot be created ({e.strerror}); choose another output folder") from None
+    try:
+        yield stage
+        _commit_stage(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for p in created:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+def _commit_stage(stage: Path, out: Path) -> None:
+    """Rename ``stage`` onto a missing ``out``, else replace ``out``'s files one by one with the staged ones."""
+    if not out.exists():
+        os.replace(stage, out)
+        return
+    files = sorted(p for p in stage.rglob("*") if not p.is_dir())
+    for f in files:  # check everything first: a clash must not leave ``out`` half-updated
+        rel = f.relative_to(stage)
+        dest = out / rel
+        parents = [q for q in dest.parents if out in q.parents]
+        clash = dest if dest.is_dir() else next((q for q in parents if q.exists() and not q.is_dir()), None)
+        if clash is not None:
+            raise DataError(f"{clash}: is in the way of output {rel} (a folder where a file goes, or the reverse); "
+                            "move it away or choose another output folder")
+    for f in files:
+        dest = out / f.relative_to(stage)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, dest)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _remove_dead_stages(out: Path) -> None:
+    """Delete ``.OUT.tmp-<pid>`` folders whose process no longer runs (a killed earlier command)."""
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(f".{glob_escape(out.name)}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True

@@ -66,7 +66,8 @@ def test_predict_runs_an_exported_file_like_the_checkpoint(tmp_path: Path, check
         assert main(["predict", "--checkpoint", str(model), "--input", str(inp), "--output", str(tmp_path / tag),
                      "--device", "cpu", "--png-values", "raw", "--probabilities"]) == 0
         masks[tag] = np.array(Image.open(tmp_path / tag / "a.png"))
-        probs[tag] = np.stack([np.asarray(nib.load(str(tmp_path / tag / f"a_prob{k}.nii.gz")).dataobj) for k in range(3)])
+        pdir = tmp_path / tag / "probabilities"
+        probs[tag] = np.stack([np.asarray(nib.load(str(pdir / f"a_prob{k}.nii.gz")).dataobj) for k in range(3)])
         assert (tmp_path / tag / "labels.json").is_file()
     assert masks["ckpt"].shape == (40, 56) and probs["ckpt"].std(axis=(1, 2)).min() > 1e-4  # varies over the image
     assert np.array_equal(masks["ckpt"], masks["ts"]) and np.allclose(probs["ckpt"], probs["ts"], atol=1e-6)

@@ -148,3 +148,24 @@ def test_report_loads_in_headless_chromium(run_report: tuple[Path, Path], tmp_pa
         assert im.size == (1280, 2000)
         gray = np.asarray(im.convert("L"), dtype=np.float64)
     assert gray.std() > 20 and (gray < 128).mean() > 0.02  # text and figures drawn, not a blank page
+
+
+def test_report_refusals_leave_the_run_as_it_was(tmp_path: Path, capsys: pytest.CaptureFixture, digest) -> None:
+    """A truncated summary.json or uncertainty.json: one line naming it, exit 2, no report folder; --out the run: refused."""
+    from uncol.cli import main
+
+    run = tmp_path / "run"
+    make_run(run, tmp_path / "data")
+    assert main(["report", str(run), "--out", str(run), "--no-overlays"]) == 2
+    assert main(["report", str(run), "--out", str(tmp_path), "--no-overlays"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "is the same path as FOLDER" in err[0] and "contains FOLDER" in err[1]
+    for name in ("summary.json", "uncertainty/uncertainty.json"):
+        good = (run / name).read_text()
+        (run / name).write_text(good[: len(good) // 2])
+        before = digest(run)
+        assert main(["report", str(run), "--no-overlays"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(run / name) in err[0] and "not valid JSON" in err[0], err
+        assert digest(run) == before and not (run / "report").exists()
+        (run / name).write_text(good)

@@ -96,3 +96,21 @@ def test_suggest_with_the_litemedsam_teacher(tmp_path: Path) -> None:
         assert 0.0 <= r["disagreement"] <= 1.0 and r["sym_kl"] >= 0.0 and 0.0 <= r["entropy"] <= 1.0
     assert {r["rank"] for r in rows} == {1, 2, 3}
     assert rows[0]["score"] <= rows[1]["score"] <= rows[2]["score"]
+
+
+def test_report_shows_which_case_to_label_next(tmp_path: Path) -> None:
+    """``uncol suggest`` without --out writes RUN/suggest/; ``uncol report RUN`` then shows the ranking and thumbnails."""
+    from uncol.cli import main
+
+    ckpt, ds = _run(tmp_path)
+    run = ckpt.parent
+    (run / "summary.json").write_text(json.dumps({"method": "supervised"}))
+    assert main(["suggest", "--checkpoint", str(ckpt), "--data", str(ds), "--teacher", "none", "--device", "cpu",
+                 "--top", "2"]) == 0
+    rows = _csv(run / "suggest" / "suggest.csv")
+    assert main(["report", str(run), "--no-overlays"]) == 0
+    page = (run / "report" / "report.html").read_text()
+    assert "Which case to label next" in page and "no teacher" in page
+    section = page[page.index("Which case to label next"):]
+    assert section.index(f"<td>{rows[0]['case']}</td>") < section.index(f"<td>{rows[2]['case']}</td>")
+    assert section.count("data:image/png;base64,") == 2 and f"#1 {rows[0]['case']}" in section

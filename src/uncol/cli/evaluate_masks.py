@@ -19,14 +19,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--gt-suffix", default="", help="ending of ground-truth names that is not part of the case "
                    "name, e.g. _mask to pair 000_HC.png with 000_HC_mask.png")
     m.add_argument("--pred-suffix", default="", help="ending of prediction names that is not part of the case name")
-    m.add_argument("--out", required=True, help="metrics.json to write")
+    m.add_argument("--out", required=True, help="metrics.json to write (a file, outside --pred and --gt)")
     m.set_defaults(func=run)
 
 
 def run(a: argparse.Namespace) -> int:
-    from uncol.eval.evaluate_masks import evaluate_masks, write_metrics
+    from uncol.eval.evaluate_masks import check_metrics_out, evaluate_masks, write_metrics
     from uncol.eval.metrics import format_table
 
+    check_metrics_out(a.out, [("--pred", a.pred), ("--gt", a.gt), ("--labels", a.labels), ("--spacing-csv", a.spacing_csv)])
     labels = None
     if a.labels:
         from uncol.data.dataset import read_labels

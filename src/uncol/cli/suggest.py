@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--teacher", default=None, help="foundation teacher for the disagreement score (default: the "
                    "checkpoint's teacher.name; none: rank by the student's uncertainty only)")
     s.add_argument("--top", type=int, default=12, help="thumbnails for this many top-ranked cases")
-    s.add_argument("--out", required=True, help="folder for suggest.csv, suggest.md and thumbnails/")
+    s.add_argument("--out", default=None, help="folder for suggest.csv, suggest.md and thumbnails/ (default: "
+                   "suggest/ beside the checkpoint, which uncol report shows)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.set_defaults(func=run)
 
@@ -26,5 +27,6 @@ def run(a: argparse.Namespace) -> int:
                    device=a.device, top=a.top)
     for r in rows[: min(5, len(rows))]:
         print(f"{r['rank']:3d}  {r['case']}  entropy {r['entropy']:.3f}  1-Dice(G, student) {r['disagreement']:.3f}")
-    print(f"wrote {Path(a.out) / 'suggest.csv'} ({len(rows)} cases) and {Path(a.out) / 'suggest.md'}")
+    out = Path(a.out) if a.out else Path(a.checkpoint).parent / "suggest"
+    print(f"wrote {out / 'suggest.csv'} ({len(rows)} cases) and {out / 'suggest.md'}")
     return 0

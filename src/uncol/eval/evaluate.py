@@ -1,4 +1,8 @@
-"""Evaluate a network on dataset cases, evaluate a checkpoint, and predict files with their geometry."""
+"""Evaluate a network on dataset cases and evaluate a checkpoint on a split (``uncol evaluate``).
+
+``predict_paths``/``collect_inputs`` (:mod:`uncol.eval.predict`), ``model_from_checkpoint``/``load_predictor``
+(:mod:`uncol.eval.loading`) and ``output_names`` (:mod:`uncol.eval.outputs`) are re-exported here.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,25 +13,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from uncol.config import Config, from_dict
+from uncol.config import Config
 from uncol.data.dataset import DatasetSpec
-from uncol.data.datasets import load_case, png_spacing
-from uncol.data.io import read_image, write_like
-from uncol.data.labelmeta import write_label_tables
+from uncol.data.datasets import load_case
+from uncol.data.io import write_like
 from uncol.data.splits import Split
-from uncol.data.transforms import normalize
 from uncol.errors import DataError
 from uncol.eval.inference import predict_probs
+from uncol.eval.loading import check_image_ndim, load_predictor, model_from_checkpoint
 from uncol.eval.metrics import MetricAccumulator
-from uncol.models import build_model
-from uncol.pseudo.uncertainty import entropy
-from uncol.runtime import (
-    atomic_write_json,
-    load_checkpoint,
-    load_state_strict,
-    prepare_out_dir,
-    resolve_device,
-)
+from uncol.eval.outputs import output_names, refuse_collisions, refuse_overlap
+from uncol.eval.predict import collect_inputs, predict_paths
+from uncol.runtime import atomic_write_json, check_out_dir, resolve_device, staged_output_dir
+
+__all__ = ["checkpoint_and_cases", "collect_inputs", "evaluate_cases", "evaluate_checkpoint", "load_predictor",
+           "model_from_checkpoint", "output_names", "predict_paths", "split_case_ids"]
 
 
 def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config, device: torch.device,
@@ -58,25 +58,6 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
     return acc.aggregate()
 
 
-def model_from_checkpoint(path: str | Path, device: torch.device) -> tuple[nn.Module, Config, dict]:
-    """Rebuild the inference network from a checkpoint (its config inside) and load it strictly."""
-    ckpt = load_checkpoint(path)
-    cfg = from_dict(Config, ckpt["config"])
-    model = build_model(cfg.model, spatial_dims=ckpt["spatial_dims"], num_classes=ckpt["num_classes"])
-    load_state_strict(model, ckpt["model"], f"checkpoint {str(path)!r}")
-    return model.to(device).eval(), cfg, ckpt
-
-
-def load_predictor(path: str | Path, device: torch.device) -> tuple[nn.Module, Config, dict]:
-    """:func:`model_from_checkpoint`, or for a TorchScript/ONNX file of ``uncol export`` its network, config
-    and metadata (``labels``, ``num_classes``, ``spatial_dims``)."""
-    from uncol.eval.export import is_exported, load_exported
-
-    if Path(path).is_file() and is_exported(path):
-        return load_exported(path, device)
-    return model_from_checkpoint(path, device)
-
-
 def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
     """Case ids of ``split`` (train/val/test/labeled/unlabeled from ``split_file``, or ``all``)."""
     ids = [c.id for c in spec.cases]
@@ -94,102 +75,45 @@ def split_case_ids(spec: Any, split: str, split_file: str | Path) -> list[str]:
 
 def checkpoint_and_cases(checkpoint: str | Path, data: str | Path, split: str, split_file: str | Path | None,
                          device: str) -> tuple[nn.Module, Config, dict, Any, list[str], torch.device]:
-    """What ``evaluate``/``uncertainty`` start from: the network of a checkpoint, its config, the dataset
-    (same labels required) and the case ids of ``split`` (from ``split_file``, else ``split.json`` beside
-    the checkpoint)."""
+    """What ``evaluate``/``uncertainty``/``suggest`` start from: the network of a checkpoint (finite weights),
+    its config, the dataset (same labels, a dimensionality the checkpoint predicts) and the case ids of
+    ``split`` (from ``split_file``, else ``split.json`` beside the checkpoint)."""
     dev = resolve_device(device)
     model, cfg, ckpt = model_from_checkpoint(checkpoint, dev)
     spec = DatasetSpec.load(Path(data))
     if spec.num_classes != ckpt["num_classes"]:
         raise DataError(f"dataset {str(data)!r} has {spec.num_classes} classes but the checkpoint was trained for "
                         f"{ckpt['num_classes']}; use a dataset with the same labels")
+    check_image_ndim(spec.ndim, f"dataset {str(data)!r}", cfg, ckpt, checkpoint)
     ids = split_case_ids(spec, split, split_file or Path(checkpoint).parent / "split.json")
     return model, cfg, ckpt, spec, ids, dev
+
+
+def guard_out(out: str | Path, data: str | Path) -> Path:
+    """``out`` as a Path, checked before anything is read: not the dataset folder ``data``, not inside or
+    around it (:func:`refuse_overlap`), and a folder that is or can become writable."""
+    outp = Path(out)
+    refuse_overlap(outp, "--out", [("--data", data)])
+    check_out_dir(outp)
+    return outp
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path, split: str = "test",
                         device: str = "auto", split_file: str | Path | None = None,
                         save_predictions: bool = False) -> dict[str, Any]:
-    """``uncol evaluate``: score a checkpoint on a split of a dataset and write ``OUT/metrics.json``.
+    """``uncol evaluate``: score a checkpoint on a split of a dataset and write ``OUT/metrics.json``
+    (and ``OUT/predictions/``); a failed run leaves ``OUT`` as it was (:func:`staged_output_dir`).
 
     The split comes from ``split_file`` if given, else ``split.json`` beside the checkpoint, else every
     labelled case of the dataset (``--split all``).
     """
+    outp = guard_out(out, data)
     model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
-    outp = Path(out)
-    prepare_out_dir(outp)
-    res = evaluate_cases(model, spec, ids, cfg, dev, pred_dir=(outp / "predictions") if save_predictions else None)
-    res["checkpoint"] = str(checkpoint)
-    res["split"] = split
-    atomic_write_json(outp / "metrics.json", res)
+    if save_predictions:
+        refuse_collisions([spec.case(c).image for c in ids])
+    with staged_output_dir(outp) as stage:
+        res = evaluate_cases(model, spec, ids, cfg, dev, pred_dir=(stage / "predictions") if save_predictions else None)
+        res["checkpoint"] = str(checkpoint)
+        res["split"] = split
+        atomic_write_json(stage / "metrics.json", res)
     return res
-
-
-def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path, device: str = "auto",
-                  uncertainty: bool = False, probabilities: bool = False, png_values: str = "visible") -> list[Path]:
-    """``uncol predict``: write a mask (and optionally entropy / probability maps) per input.
-
-    ``checkpoint``: a training checkpoint or a file written by ``uncol export`` (TorchScript / ONNX).
-    Inputs: NIfTI, PNG, H5, NRRD, MetaImage, DICOM (one ``.dcm`` or a series folder). Outputs keep the
-    input's geometry and header (:func:`uncol.data.io.write_like`); a DICOM input gives a ``.nii.gz``
-    mask. PNG masks get visible values (``index * 255 // (K - 1)``) unless ``png_values="raw"``.
-    The class names and colours go into ``labels.json`` / ``labels_slicer.ctbl`` /
-    ``labels_itksnap.txt`` in ``output``. Entropy is in nats, ``[0, ln K]``.
-    """
-    dev = resolve_device(device)
-    model, cfg, ckpt = load_predictor(checkpoint, dev)
-    labels = {int(k): str(v) for k, v in (ckpt.get("labels") or {}).items()} or None
-    outp = Path(output)
-    prepare_out_dir(outp)
-    written = write_label_tables(outp, labels) if labels else []
-    for path in tqdm(inputs, desc="predict", dynamic_ncols=True):
-        vol = read_image(path, png_spacing=png_spacing(cfg.data))
-        img = torch.from_numpy(normalize(np.asarray(vol.array, dtype=np.float32), cfg.data, source=path)).unsqueeze(0)
-        probs = predict_probs(model, img, cfg, dev)
-        stem, mask_ext, map_ext = output_names(Path(path))
-        mask_path = outp / f"{stem}{mask_ext}"
-        write_like(probs.argmax(0).numpy().astype(np.uint8), vol, mask_path, labels=labels, png_values=png_values)
-        written.append(mask_path)
-        if uncertainty:
-            ent = entropy(probs.unsqueeze(0), dim=1)[0].numpy().astype(np.float32)
-            written.append(outp / f"{stem}_entropy{map_ext}")
-            write_like(ent, vol, written[-1])
-        if probabilities:
-            for k in range(probs.shape[0]):
-                written.append(outp / f"{stem}_prob{k}{map_ext}")
-                write_like(probs[k].numpy().astype(np.float32), vol, written[-1])
-    return written
-
-
-_OUT_EXT = {".dcm": ".nii.gz", "": ".nii.gz", ".nhdr": ".nrrd", ".mhd": ".mha", ".hdf5": ".h5"}
-
-
-def output_names(path: Path) -> tuple[str, str, str]:
-    """``(stem, mask suffix, float-map suffix)`` of the outputs for input ``path``: the input's own format,
-    except DICOM (a ``.dcm`` or a series folder) -> ``.nii.gz``, detached headers (``.nhdr``/``.mhd``) ->
-    ``.nrrd``/``.mha``, and PNG float maps -> ``.nii.gz``."""
-    from uncol.data.io import split_suffix
-
-    stem, ext = split_suffix(path)
-    if path.is_dir():
-        stem, ext = path.name, ""
-    mask_ext = _OUT_EXT.get(ext, ext)
-    return stem, mask_ext, ".nii.gz" if mask_ext == ".png" else mask_ext
-
-
-def collect_inputs(src: str | Path) -> list[Path]:
-    """The images ``uncol predict`` segments for ``src``: a file, a DICOM series folder, or a folder of
-    images (every NIfTI/PNG/H5/NRRD/MetaImage/DICOM file and every DICOM series sub-folder)."""
-    from uncol.data.io import SUFFIXES, split_suffix
-    from uncol.data.io_sitk import is_dicom_series
-
-    src = Path(src)
-    if src.is_file() or is_dicom_series(src):
-        return [src]
-    if not src.is_dir():
-        raise DataError(f"input {str(src)!r} not found; pass an image file or a folder of images")
-    inputs = sorted(p for p in src.iterdir() if not p.name.startswith(".") and
-                    ((p.is_file() and split_suffix(p)[1]) or (p.is_dir() and is_dicom_series(p))))
-    if not inputs:
-        raise DataError(f"input folder {str(src)!r} holds no images ({', '.join(SUFFIXES)} or DICOM series folders)")
-    return inputs

@@ -156,6 +156,18 @@ def _read_pair(case: str, p_path: Path, g_path: Path, k: int, png_spacing: float
     return gt, pred
 
 
+def check_metrics_out(out: str | Path, inputs: list[tuple[str, str | Path | None]]) -> None:
+    """DataError (before anything is read) when ``--out`` is an existing folder, or is, or lies inside, one of
+    ``inputs`` (``(flag, path)``: the prediction and ground-truth folders, the labels and spacing files)."""
+    from uncol.eval.outputs import refuse_overlap
+
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"--out {str(out)!r} is a folder; evaluate-masks writes one JSON file, so pass a file name "
+                        f"such as {str(out / 'metrics.json')!r}")
+    refuse_overlap(out, "--out", inputs)
+
+
 def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
     """Write a ``metrics.json`` atomically (no partial file on failure)."""
     from uncol.runtime import atomic_write_json

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from uncol.config import Config, DataConfig, TeacherConfig, from_dict
 from uncol.data import DatasetSpec, Split, load_case
 from uncol.errors import ConfigError
-from uncol.eval.evaluate import split_case_ids
+from uncol.eval.evaluate import guard_out, split_case_ids
 from uncol.eval.metrics import MetricAccumulator
 from uncol.methods import METHODS
 from uncol.methods.finetune import PromptedModel
@@ -100,6 +100,7 @@ def zero_shot_dataset(teacher_name: str, data: str | Path, out: str | Path, chec
 
     ``split`` names a list of ``split_file`` (default: every case of the dataset); ``limit`` > 0 keeps the first cases.
     """
+    guard_out(out, data)
     spec = DatasetSpec.load(data)
     teacher = build_teacher(TeacherConfig(name=teacher_name, checkpoint=checkpoint, mode="online"), None)
     if teacher is None:
@@ -154,6 +155,7 @@ def evaluate_prompted(checkpoint: str | Path, data: str | Path, out: str | Path,
     case); ``limit`` > 0 keeps its first cases. ``jitter_px`` defaults to the run's
     ``method.params.eval_jitter_px`` (0: tight boxes).
     """
+    guard_out(out, data)
     dev = resolve_device(device)
     teacher, cfg, _ = load_prompted(checkpoint, dev, cache_dir)
     spec = DatasetSpec.load(Path(data))

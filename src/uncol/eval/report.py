@@ -13,12 +13,13 @@ subfolder per cell holding run folders): the results table (``results.md``, else
 the bench's own PNGs, the validation curves of every run, a table of the runs, and the report sections
 above for the run with the best validation score.
 
-The page sets ``document.body.dataset.loaded = "ok"`` once every image has decoded (``"broken"``
-otherwise), which the headless-browser test reads.
+A run folder with a ``suggest/`` folder of ``uncol suggest`` gets a section "Which case to label next"
+(:mod:`uncol.eval.report_suggest`). The page itself: :mod:`uncol.eval.html_page`. The report is written
+all or nothing (:func:`uncol.runtime.staged_output_dir`); JSON files that do not parse are a one-line
+DataError naming the file.
 """
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
@@ -27,79 +28,8 @@ from typing import Any
 import numpy as np
 
 from uncol.errors import DataError
-
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:24px auto;
-padding:0 16px;color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}
-table{border-collapse:collapse;margin:8px 0;font-size:.9em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f2f4f7}td:first-child,th:first-child{text-align:left}tr:nth-child(even) td{background:#fafbfc}
-figure{margin:10px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
-.row{display:flex;flex-wrap:wrap;gap:16px}.note{color:#666;font-size:.9em}code{background:#f4f4f4;padding:1px 4px}
-.kv td{text-align:left}.kv td:first-child{font-weight:600;background:#f2f4f7}"""
-
-JS = """window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);
-var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;
-document.body.dataset.images=String(ok);document.body.dataset.loaded=(ok===im.length)?'ok':'broken';});"""
-
-
-class _Page:
-    """Collects HTML sections; ``figure`` inlines a PNG already written to disk."""
-
-    def __init__(self, title: str) -> None:
-        self.title, self.parts = title, []  # type: ignore[var-annotated]
-
-    def h2(self, text: str) -> None:
-        self.parts.append(f"<h2>{html.escape(text)}</h2>")
-
-    def p(self, text: str, cls: str = "") -> None:
-        self.parts.append(f"<p{f' class={cls!r}' if cls else ''}>{html.escape(text)}</p>")
-
-    def raw(self, s: str) -> None:
-        self.parts.append(s)
-
-    def figure(self, png: Path, caption: str) -> str:
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        return (f"<figure><img alt={html.escape(caption, quote=True)!r} src=\"data:image/png;base64,{data}\">"
-                f"<figcaption>{html.escape(caption)} (<code>{html.escape(png.name)}</code>)</figcaption></figure>")
-
-    def render(self) -> str:
-        body = "\n".join(self.parts)
-        return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
-                f"<style>{CSS}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n<script>{JS}</script>"
-                "</body></html>\n")
-
-
-def table_html(header: list[str], rows: list[list[Any]], show_header: bool = True) -> str:
-    """A plain HTML table of strings (escaped); ``show_header=False`` for a key/value table."""
-    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    head = f"<thead><tr>{h}</tr></thead>" if show_header else ""
-    cls = "" if show_header else " class=\"kv\""
-    return f"<table{cls}>{head}<tbody>{body}</tbody></table>"
-
-
-def markdown_html(md: str) -> str:
-    """Markdown tables to HTML tables; headings and other lines as escaped text (enough for results.md)."""
-    out, block = [], []  # type: ignore[var-annotated]
-
-    def flush() -> None:
-        if block:
-            cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in block]
-            rows = [r for r in cells[1:] if not all(set(c) <= set("-: ") for c in r)]
-            out.append(table_html(cells[0], rows))
-            block.clear()
-
-    for line in md.splitlines():
-        if line.strip().startswith("|"):
-            block.append(line)
-            continue
-        flush()
-        s = line.strip()
-        if s.startswith("#"):
-            out.append(f"<h3>{html.escape(s.lstrip('#').strip())}</h3>")
-        elif s:
-            out.append(f"<p>{html.escape(s)}</p>")
-    flush()
-    return "\n".join(out)
+from uncol.eval.html_page import Page, markdown_html, table_html
+from uncol.eval.report_suggest import suggest_section
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -132,33 +62,53 @@ def _checkpoint(folder: Path) -> Path | None:
     return next((folder / n for n in ("best.pt", "final.pt", "last.pt") if (folder / n).is_file()), None)
 
 
+def read_json(path: Path, what: str, default: Any = None, obj: bool = True) -> Any:
+    """The JSON in ``path`` (``default`` when the file is absent); a truncated or invalid file is a one-line
+    DataError naming it (``obj``: it must hold a JSON object)."""
+    from uncol.runtime import read_json_object
+
+    if not path.is_file():
+        return default
+    if obj:
+        return read_json_object(path, what, "", "the keys uncol writes; re-create it (delete it to skip it)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: {what} is not valid JSON ({e}); re-create it (delete it to skip it)") from None
+
+
 def build_report(folder: str | Path, out: str | Path | None = None, data: str | Path | None = None,
                  split: str = "test", device: str = "auto", overlays: bool = True) -> Path:
-    """Write ``OUT/report.html`` (default ``OUT = FOLDER/report``) and its PNGs; returns the HTML path."""
-    from uncol.runtime import atomic_write_text
+    """Write ``OUT/report.html`` (default ``OUT = FOLDER/report``) and its PNGs; returns the HTML path.
+
+    ``OUT`` may lie inside ``FOLDER`` but must not be ``FOLDER``, contain it, or touch ``data``."""
+    from uncol.eval.outputs import refuse_overlap
+    from uncol.runtime import atomic_write_text, check_out_dir, staged_output_dir
 
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"report folder {str(folder)!r} not found; pass a run folder (uncol train --out) or a bench folder")
     outp = Path(out) if out else folder / "report"
-    outp.mkdir(parents=True, exist_ok=True)
-    if is_run_folder(folder):
-        page = _Page(f"uncol run report: {folder.resolve().name}")
-        _run_sections(page, folder, outp, "", data, split, device, overlays)
-    else:
-        page = _Page(f"uncol bench report: {folder.resolve().name}")
-        _bench_sections(page, folder, outp, data, split, device, overlays)
-    path = outp / "report.html"
-    atomic_write_text(path, page.render())
-    return path
+    refuse_overlap(outp, "--out", [("FOLDER", folder)], allow_inside=True)
+    refuse_overlap(outp, "--out", [("--data", data)])
+    check_out_dir(outp)
+    with staged_output_dir(outp) as stage:
+        if is_run_folder(folder):
+            page = Page(f"uncol run report: {folder.resolve().name}")
+            _run_sections(page, folder, stage, "", data, split, device, overlays)
+        else:
+            page = Page(f"uncol bench report: {folder.resolve().name}")
+            _bench_sections(page, folder, stage, data, split, device, overlays)
+        atomic_write_text(stage / "report.html", page.render())
+    return outp / "report.html"
 
 
-def _run_sections(page: _Page, folder: Path, outp: Path, prefix: str, data: str | Path | None, split: str,
+def _run_sections(page: Page, folder: Path, outp: Path, prefix: str, data: str | Path | None, split: str,
                   device: str, overlays: bool) -> None:
     from uncol.eval.metrics import format_table
     from uncol.eval.plots import plot_training_curves
 
-    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    summary = read_json(folder / "summary.json", "run summary", {})
     cfg = summary.get("config") or {}
     info = [["folder", str(folder)], ["method", summary.get("method", cfg.get("method", {}).get("name", "?"))],
             ["model", cfg.get("model", {}).get("name", "?")], ["data", cfg.get("data", {}).get("root", "?")]]
@@ -173,7 +123,7 @@ def _run_sections(page: _Page, folder: Path, outp: Path, prefix: str, data: str 
     page.raw(table_html(["", ""], info, show_header=False))
 
     metrics_path = _find(folder, "metrics.json")
-    metrics = json.loads(metrics_path.read_text()) if metrics_path else None
+    metrics = read_json(metrics_path, "metrics file") if metrics_path else None
     model_bits = None
     ckpt = _checkpoint(folder)
     if metrics is None and overlays and ckpt is not None:
@@ -206,10 +156,12 @@ def _run_sections(page: _Page, folder: Path, outp: Path, prefix: str, data: str 
 
     unc = _find(folder, "uncertainty.json")
     if unc is not None:
-        _uncertainty_section(page, json.loads(unc.read_text()), unc, outp, prefix)
+        _uncertainty_section(page, read_json(unc, "uncertainty file"), unc, outp, prefix)
+    if (folder / "suggest" / "suggest.csv").is_file():
+        suggest_section(page, folder / "suggest", prefix)
 
 
-def _uncertainty_section(page: _Page, res: dict[str, Any], src: Path, outp: Path, prefix: str) -> None:
+def _uncertainty_section(page: Page, res: dict[str, Any], src: Path, outp: Path, prefix: str) -> None:
     from uncol.eval.plots import plot_reliability, plot_risk_coverage
     from uncol.eval.uncertainty import summary_rows
 
@@ -290,7 +242,7 @@ def _overlays(bits: tuple, metrics: dict[str, Any], outp: Path) -> list[tuple[Pa
     return done
 
 
-def _bench_sections(page: _Page, folder: Path, outp: Path, data: str | Path | None, split: str, device: str,
+def _bench_sections(page: Page, folder: Path, outp: Path, data: str | Path | None, split: str, device: str,
                     overlays: bool) -> None:
     from uncol.eval.metrics import format_table
     from uncol.eval.plots import plot_val_comparison
@@ -300,7 +252,7 @@ def _bench_sections(page: _Page, folder: Path, outp: Path, data: str | Path | No
     if md.is_file():
         page.raw(markdown_html(md.read_text()))
     elif js.is_file():
-        res = json.loads(js.read_text())
+        res = read_json(js, "bench results", obj=False)
         if isinstance(res, dict) and res and all(isinstance(v, dict) and "mean" in v for v in res.values()):
             page.raw(markdown_html(format_table(res)))
         else:
@@ -321,7 +273,7 @@ def _bench_sections(page: _Page, folder: Path, outp: Path, data: str | Path | No
     page.raw(page.figure(png, "validation Dice vs iteration"))
     rows, best = [], None
     for r in runs:
-        s = json.loads((r / "summary.json").read_text()) if (r / "summary.json").is_file() else {}
+        s = read_json(r / "summary.json", "run summary", {})
         b = (s.get("best") or {}).get("metric")
         rows.append([names[r], s.get("method", "?"), "–" if b is None else f"{100 * b:.2f}", s.get("wall_time_s", "–")])
         if b is not None and (best is None or b > best[0]):

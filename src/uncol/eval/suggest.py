@@ -145,20 +145,24 @@ def _write(rows: list[dict], out: Path, top_maps: list[tuple[dict, dict]]) -> No
     atomic_write_text(out / "suggest.md", "\n".join(lines) + "\n")
 
 
-def suggest(checkpoint: str | Path, data: str | Path, out: str | Path, split: str = "unlabeled",
+def suggest(checkpoint: str | Path, data: str | Path, out: str | Path | None = None, split: str = "unlabeled",
             split_file: str | Path | None = None, teacher: str | None = None, device: str = "auto",
             top: int = 12, progress: bool = True) -> list[dict[str, Any]]:
     """Rank the cases of ``split`` (default: the run's unlabelled training cases) for annotation.
 
     ``teacher``: registry name of the foundation teacher (default: the checkpoint's ``teacher.name``;
-    ``"none"``: rank by the student's uncertainty only). Returns the ranked rows (``COLUMNS``).
+    ``"none"``: rank by the student's uncertainty only). ``out``: default ``suggest/`` beside the checkpoint
+    (where ``uncol report RUN`` finds it); written all or nothing (:func:`uncol.runtime.staged_output_dir`).
+    Returns the ranked rows (``COLUMNS``).
     """
     from tqdm.auto import tqdm
 
     from uncol.data.datasets import load_case
-    from uncol.eval.evaluate import checkpoint_and_cases
+    from uncol.eval.evaluate import checkpoint_and_cases, guard_out
+    from uncol.runtime import staged_output_dir
     from uncol.teachers import build_teacher
 
+    outp = guard_out(Path(checkpoint).parent / "suggest" if out is None else out, data)
     model, cfg, ckpt, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
     tcfg = replace(cfg.teacher, name=teacher or cfg.teacher.name, mode="online")  # native-size images: no cache
     g = build_teacher(tcfg, spatial_dims=spec.ndim)
@@ -169,6 +173,6 @@ def suggest(checkpoint: str | Path, data: str | Path, out: str | Path, split: st
         scored.append(score_case(model, g, load_case(spec, cid, cfg.data, with_label=False), cfg, dev, k))
     maps = {r["case"]: m for r, m in scored}
     rows = rank_rows([r for r, _ in scored], ("entropy", "disagreement") if g is not None else ("entropy",))
-    outp = Path(out)
-    _write(rows, outp, [(r, maps[r["case"]]) for r in rows[:top]])
+    with staged_output_dir(outp) as stage:
+        _write(rows, stage, [(r, maps[r["case"]]) for r in rows[:top]])
     return rows

@@ -185,23 +185,24 @@ def uncertainty_checkpoint(checkpoint: str | Path, data: str | Path, out: str | 
                            split_file: str | Path | None = None, device: str = "auto", mc_passes: int = 10,
                            max_voxels: int = 2_000_000, seed: int = 0, n_bins: int = 15) -> dict[str, Any]:
     """``uncol uncertainty``: analyse a checkpoint on a split; writes ``OUT/uncertainty.json``,
-    ``OUT/reliability.png`` and ``OUT/risk_coverage.png``. Split resolution as ``uncol evaluate``."""
-    from uncol.eval.evaluate import checkpoint_and_cases
+    ``OUT/reliability.png`` and ``OUT/risk_coverage.png`` (all or nothing: :func:`staged_output_dir`).
+    Split resolution and output checks as ``uncol evaluate``."""
+    from uncol.eval.evaluate import checkpoint_and_cases, guard_out
     from uncol.eval.plots import plot_reliability, plot_risk_coverage
-    from uncol.runtime import atomic_write_json, prepare_out_dir
+    from uncol.runtime import atomic_write_json, staged_output_dir
 
+    outp = guard_out(out, data)
     model, cfg, _, spec, ids, dev = checkpoint_and_cases(checkpoint, data, split, split_file, device)
-    outp = Path(out)
-    prepare_out_dir(outp)
     vox = collect_voxels(model, spec, ids, cfg, dev, mc_passes=mc_passes, max_voxels=max_voxels, seed=seed,
                          progress=True)
     res = analyze(vox, n_bins=n_bins)
     res.update(checkpoint=str(checkpoint), data=str(data), split=split, num_cases=len(ids), seed=seed,
                mc_passes_requested=mc_passes, mc_note=None if vox.mc_passes or mc_passes < 2 else
                "the network has no dropout layer; MC-dropout scores skipped")
-    atomic_write_json(outp / "uncertainty.json", res)
-    plot_reliability(res["reliability"], outp / "reliability.png")
-    plot_risk_coverage(res, outp / "risk_coverage.png")
+    with staged_output_dir(outp) as stage:
+        atomic_write_json(stage / "uncertainty.json", res)
+        plot_reliability(res["reliability"], stage / "reliability.png")
+        plot_risk_coverage(res, stage / "risk_coverage.png")
     return res
 
 
