@@ -51,3 +51,12 @@ def test_python_dash_m_uncol_lists_the_commands() -> None:
                          timeout=120)
     assert out.returncode == 0
     assert "zero-shot" in out.stdout and "weights" in out.stdout
+
+
+def test_version(capsys) -> None:
+    import uncol
+    from uncol.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"uncol {uncol.__version__}"

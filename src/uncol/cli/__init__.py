@@ -38,6 +38,9 @@ COMMAND_MODULES = (train, evaluate, predict, evaluate_masks, data, demo, zero_sh
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="uncol", description="Semi-supervised medical image segmentation with foundation-model teachers (UnCoL).")
+    from uncol import __version__
+
+    p.add_argument("--version", action="version", version=f"uncol {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
     for module in COMMAND_MODULES:
         module.add_parser(sub)
