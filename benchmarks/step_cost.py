@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from efficiency import cpu_name  # benchmarks/efficiency.py (this folder is on sys.path when run as a script)
 
 import uncol.methods  # noqa: F401  (fills the registries)
 from uncol.config import load_config
@@ -231,11 +232,9 @@ def main() -> None:
 
 
 def write(results: dict[str, Any], a: argparse.Namespace, wall: float) -> None:
-    from platform import processor
-
     lines = ["# Step cost: UnCoL vs its baselines (issue 15)", "",
              (f"One process run: `python benchmarks/step_cost.py {' '.join(_argv())}`; torch {torch.__version__}, "
-              f"{a.threads} thread(s), device {a.device} ({_cpu() or processor()}); batch 2 labelled + 2 unlabelled "
+              f"{a.threads} thread(s), device {a.device} ({cpu_name()}); batch 2 labelled + 2 unlabelled "
               f"(stage 1 and supervised: 4 labelled); {a.warmup} warm-up steps, median of {a.steps}; "
               f"wall time {wall:.0f} s."), ""]
     for res in results.values():
@@ -268,16 +267,6 @@ def _argv() -> list[str]:
     import sys
 
     return sys.argv[1:]
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 if __name__ == "__main__":

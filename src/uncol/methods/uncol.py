@@ -137,10 +137,11 @@ class Uncol(Method):
             return mix(t[perm], t, _resize(m, t), nd)
 
         grid = self.student.token_grid(tuple(x.shape[2:]))
-        with torch.no_grad():
-            emb = self.teacher.encode_mixed(batch.labeled, xm, mix_fn)
-            if self._bank is not None and "base_image" in batch.labeled:
-                know = resample_tokens(mix_fn(self._bank.draw(batch.labeled, self._gen)), grid)
+        banked = self._bank is not None and "base_image" in batch.labeled
+        with torch.no_grad():  # G's features are read only where L_vis or the decoder uses them
+            emb = self.teacher.encode_mixed(batch.labeled, xm, mix_fn) if p.visual_distill or not banked else None
+            if banked:
+                know = resample_tokens(mix_fn(self._bank.draw(batch.labeled, self._gen)), grid)  # type: ignore[union-attr]
             else:
                 g = self._decode(emb, ym, self.cfg.teacher.box_jitter_px, outputs=("fused",))
                 know = resample_tokens(g.fused, grid, src_grid=g.fused_grid)
@@ -148,7 +149,7 @@ class Uncol(Method):
         loss = sup_loss(out.logits, ym, parts=parts)
         lam, dpkd = p.lambda_max * sigmoid_rampup(it, total), torch.zeros((), device=x.device)
         if p.visual_distill:
-            dpkd = dpkd + _part(parts, "vis", self._visual(out.vit_tokens, emb.visual, grid))
+            dpkd = dpkd + _part(parts, "vis", self._visual(out.vit_tokens, emb.visual, grid))  # type: ignore[union-attr]
         if p.semantic_distill:
             dpkd = dpkd + _part(parts, "sem", self._semantic(out, know, grid))
         loss = loss + lam * dpkd

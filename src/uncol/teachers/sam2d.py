@@ -13,6 +13,7 @@ off, then resized to ``out_size`` before the sigmoid.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 
 import torch
@@ -54,12 +55,14 @@ def run_mask_decoder(
     return logits, keys
 
 
+@functools.lru_cache(maxsize=64)
 def resize_matrix(n_in: int, n_mid: int, n_keep: int, n_out: int, device: torch.device | str = "cpu") -> Tensor:
     """``(n_out, n_in)``: the linear map of one axis under bilinear resizing ``n_in -> n_mid``, cropping to
     the first ``n_keep``, then bilinear ``n_keep -> n_out`` (both ``align_corners=False``).
 
     PyTorch's bilinear interpolation is separable, so ``A_y @ X @ A_x.T`` equals the two
-    ``F.interpolate`` calls on ``X (h, w)`` (to float rounding) without the ``n_mid``² intermediate."""
+    ``F.interpolate`` calls on ``X (h, w)`` (to float rounding) without the ``n_mid``² intermediate. Cached per
+    geometry (callers must not modify the returned tensor)."""
     eye = torch.eye(n_in, device=device).view(n_in, 1, n_in, 1)  # one unit impulse per row, width 1 = identity
     x = F.interpolate(eye, size=(n_mid, 1), mode="bilinear", align_corners=False)[:, :, :n_keep]
     x = F.interpolate(x, size=(n_out, 1), mode="bilinear", align_corners=False)
@@ -85,7 +88,6 @@ class SamTeacher2D(Teacher):
         self.resize = resize
         self.resample = resample
         self.checkpoint_id = checkpoint_id
-        self._resize_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     # --- geometry -----------------------------------------------------------------------------
     def _scale(self, size: tuple[int, ...]) -> tuple[float, float, int, int]:
@@ -195,14 +197,9 @@ class SamTeacher2D(Teacher):
     def _logits_to_image(self, logits: Tensor, size: tuple[int, ...], out_size: tuple[int, ...]) -> Tensor:
         """``(N, 1, h, w)`` low-res logits -> ``(N, 1, *out_size)``: bilinear up to the model input
         (``img_size``²), crop the padding, bilinear to ``out_size``, computed as one separable linear map
-        (:func:`resize_matrix`, cached per geometry) instead of materialising the ``img_size``² logits."""
+        (:func:`resize_matrix`) instead of materialising the ``img_size``² logits."""
         _, _, nh, nw = self._scale(size)
         h, w = logits.shape[-2:]
-        key = (h, w, nh, nw, tuple(out_size), logits.device, logits.dtype)
-        mats = self._resize_cache.get(key)
-        if mats is None:
-            mats = tuple(resize_matrix(n, self.img_size, keep, o, logits.device).to(logits.dtype)
-                         for n, keep, o in ((h, nh, out_size[0]), (w, nw, out_size[1])))
-            self._resize_cache = {**self._resize_cache, key: mats} if len(self._resize_cache) < 32 else {key: mats}
-        a_y, a_x = mats
+        a_y = resize_matrix(h, self.img_size, nh, out_size[0], logits.device).to(logits.dtype)
+        a_x = resize_matrix(w, self.img_size, nw, out_size[1], logits.device).to(logits.dtype)
         return (a_y @ logits @ a_x.T).contiguous()
