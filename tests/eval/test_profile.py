@@ -72,7 +72,7 @@ def test_profile_latency_times_student_and_teacher(tmp_path: Path, litemedsam, m
     res = json.loads(out.read_text())
     for part in ("student", "teacher"):
         assert res[part]["latency_ms"] > 0 and len(res[part]["latency_runs_ms"]) == 1
-        assert res[part]["peak_memory_mb"] >= 0 and res[part]["device"] == "cpu"
+        assert "peak_memory_mb" in res[part] and res[part]["device"] == "cpu"
     assert res["teacher"]["weights"] == "checkpoint" and res["teacher"]["input_shape"] == [1, 1, 32, 32]
     assert "latency_ms" not in json.loads(json.dumps(profile_student(load_config(cfg))))["student"]
     assert main(["profile", str(cfg), "--latency", "--runs", "0"]) == 2
