@@ -200,6 +200,7 @@ class SamTeacher2D(Teacher):
         (:func:`resize_matrix`) instead of materialising the ``img_size``² logits."""
         _, _, nh, nw = self._scale(size)
         h, w = logits.shape[-2:]
-        a_y = resize_matrix(h, self.img_size, nh, out_size[0], logits.device).to(logits.dtype)
-        a_x = resize_matrix(w, self.img_size, nw, out_size[1], logits.device).to(logits.dtype)
+        # clone: a matrix cached while inference mode was on must not enter a graph that autograd tracks
+        a_y = resize_matrix(h, self.img_size, nh, out_size[0], logits.device).to(logits.dtype).clone()
+        a_x = resize_matrix(w, self.img_size, nw, out_size[1], logits.device).to(logits.dtype).clone()
         return (a_y @ logits @ a_x.T).contiguous()
