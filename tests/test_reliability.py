@@ -274,6 +274,23 @@ def test_a_diverging_run_stops_with_exit_1_and_saves_no_nan(good_dataset, tmp_pa
             assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point()), name
 
 
+@pytest.mark.slow
+def test_a_diverging_run_under_nproc_2_exits_1_too(good_dataset, tmp_path) -> None:
+    """torchrun exits 1 for any failed rank: the launcher must still tell a failed run (1) from bad input (2)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = config(tmp_path, good_dataset, train={"iterations": 6, "lr": 1e30, "save_every": 1, "val_every": 1,
+                                                "batch_size": 2})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    r = subprocess.run([sys.executable, "-m", "uncol", "train", str(cfg), "--out", str(tmp_path / "run"),
+                        "--nproc", "2"], capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "training stopped at stage 'main' iteration" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run" / "final.pt").exists()
+
+
 def _constant_images(tmp: Path, data: Path) -> tuple[list[str], str]:
     for i in range(N_CASES):
         _nii(data / "imagesTr" / f"c{i}.nii.gz", np.full((32, 32), 7.0, np.float32))

@@ -43,16 +43,23 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def overridden_keys(overrides: list[str]) -> set[str]:
-    """The dotted keys that ``overrides`` set (``method.params={...}`` counts for each key it holds)."""
+def dotted_keys(pairs: list[tuple[str, Any]]) -> set[str]:
+    """The dotted keys that ``(key, value)`` settings set (``method.params: {...}`` counts for each key it holds)."""
     keys = set()
-    for item in overrides:
-        path, value = parse_override(item)
-        key = ".".join(path)
+    for key, value in pairs:
         keys.add(key)
         if isinstance(value, dict):
             keys |= {f"{key}.{k}" for k in value}
     return keys
+
+
+def overridden_keys(overrides: list[str]) -> set[str]:
+    """The dotted keys that ``overrides`` set (``method.params={...}`` counts for each key it holds)."""
+    pairs = []
+    for item in overrides:
+        path, value = parse_override(item)
+        pairs.append((".".join(path), value))
+    return dotted_keys(pairs)
 
 
 def _proportional(values: list[int], total: int) -> list[int]:
@@ -79,7 +86,11 @@ def scale_stage_iterations(data: dict, overrides: list[str]) -> str | None:
     overridden, or no explicit, non-overridden, positive ``method.params.*_iterations`` exists.
     Explicitly overridden stage lengths are kept and count towards the total.
     """
-    keys = overridden_keys(overrides)
+    return scale_stages_for_keys(data, overridden_keys(overrides))
+
+
+def scale_stages_for_keys(data: dict, keys: set[str]) -> str | None:
+    """:func:`scale_stage_iterations` given the set of dotted keys that were overridden (bench ``set:``)."""
     train, params = data.get("train"), (data.get("method") or {}).get("params")
     if "train.iterations" not in keys or not isinstance(train, dict) or not isinstance(params, dict):
         return None

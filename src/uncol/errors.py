@@ -30,3 +30,22 @@ class TrainingError(UncolError):
     """
 
     exit_status = 1
+
+
+#: Set by ``uncol train --nproc N`` for its ranks: a folder where a rank that exits with an error writes
+#: its exit status, so that the launcher exits 1 for a failed run and 2 for bad input (torchrun's own
+#: exit status is 1 for either).
+STATUS_DIR_ENV = "UNCOL_RANK_STATUS_DIR"
+
+
+def record_exit_status(status: int) -> None:
+    """Under a ``--nproc`` launch, leave this rank's exit status for the launcher (no-op otherwise)."""
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get(STATUS_DIR_ENV)
+    if folder:
+        try:
+            (Path(folder) / f"rank{os.environ.get('RANK', '0')}.status").write_text(str(int(status)))
+        except OSError:
+            pass  # the launcher then falls back to what the rank printed

@@ -92,3 +92,20 @@ def test_shipped_bench_files_expand() -> None:
         bench, root = load_bench(f)
         cells = expand(bench, root)
         assert cells and all(isinstance(c, Cell) for c in cells), f
+
+
+def test_bench_iterations_rescale_stage_lengths_from_the_base_file(tmp_path: Path) -> None:
+    """As ``--set train.iterations`` does: stage lengths only the base file gives follow the bench's
+    ``train.iterations``; stage lengths a method sets itself are kept."""
+    base = {**BASE, "method": {"name": "bcp", "params": {"pretrain_iterations": 1000, "selftrain_iterations": 3000}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    d = {"name": "t", "base": "base.yaml", "set": {"train.iterations": 40}, "ratios": [0.1], "seeds": [0],
+         "methods": [{"label": "BCP", "method": "bcp"},
+                     {"label": "BCP fixed", "method": "bcp", "params": {"pretrain_iterations": 10}},
+                     {"label": "BCP short", "method": "bcp", "set": {"train": {"iterations": 8}}}]}
+    (tmp_path / "bench.yaml").write_text(yaml.safe_dump(d))
+    bench, root = load_bench(tmp_path / "bench.yaml")
+    got = {c.method.label: (c.cfg.train.iterations, c.cfg.method.params) for c in expand(bench, root)}
+    assert got["BCP"] == (40, {"pretrain_iterations": 10, "selftrain_iterations": 30})
+    assert got["BCP fixed"] == (40, {"pretrain_iterations": 10, "selftrain_iterations": 30})
+    assert got["BCP short"] == (8, {"pretrain_iterations": 2, "selftrain_iterations": 6})

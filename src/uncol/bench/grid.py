@@ -29,7 +29,9 @@ A bench file::
         stages: [stage1]                 # run only these stages of the method
 
 Each cell's config is: base file(s) → ``set`` → the method's ``method``/``params``/``set`` → the ratio
-and seed keys; it is validated when the grid is expanded (``uncol bench --dry-run`` shows the cells).
+and seed keys. A ``train.iterations`` set there rescales stage lengths that only the base file gives
+(``method.params.stage1_iterations`` ...), as ``--set`` does. Each cell is validated when the grid is
+expanded (``uncol bench --dry-run`` shows the cells).
 """
 from __future__ import annotations
 
@@ -232,6 +234,7 @@ def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[
                     set_dotted(cfg, RATIO_KEY, r)
                 for k in bench.seed_keys:
                     set_dotted(cfg, k, int(s))
+                _scale_stages(cfg, bench, m)
                 cell = Cell(m, r, int(s), cfg)
                 _check(cell, METHODS)
                 ri = bench.ratios.index(r) if r in bench.ratios else -1  # reference rows first
@@ -239,6 +242,16 @@ def expand(bench: BenchSpec, root: Path, only: list[str] | None = None) -> list[
     if bench.order not in ("seed", "method"):
         raise ConfigError(f"bench key 'order' must be seed or method, got {bench.order!r}")
     return [c for _, c in sorted(cells, key=lambda kc: kc[0])]
+
+
+def _scale_stages(cfg: dict, bench: BenchSpec, m: Any) -> None:
+    """The ``--set`` rule for stage lengths (:mod:`uncol.config_overrides`) for a bench's settings: a
+    ``train.iterations`` set by the bench or the method rescales stage lengths that came only from the
+    base file (e.g. ``stage1_iterations: 15000`` in the YAML) so that the stages sum to it."""
+    from uncol.config_overrides import dotted_keys, scale_stages_for_keys
+
+    pairs = [*bench.set.items(), *m.set.items(), *((f"method.params.{k}", v) for k, v in m.params.items())]
+    scale_stages_for_keys(cfg, dotted_keys(pairs))
 
 
 def _check(cell: Cell, methods: Any) -> None:

@@ -27,7 +27,7 @@ from uncol.cli import (
     weights,
     zero_shot,
 )
-from uncol.errors import UncolError
+from uncol.errors import UncolError, record_exit_status
 from uncol.registry import UnknownNameError
 
 #: The commands of ``uncol``, in the order ``uncol --help`` lists them.
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UncolError, UnknownNameError) as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
-        return getattr(e, "exit_status", 2)  # 2: bad input; 1: a run that failed (uncol.errors.TrainingError)
+        status = getattr(e, "exit_status", 2)  # 2: bad input; 1: a run that failed (uncol.errors.TrainingError)
+        record_exit_status(status)
+        return status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

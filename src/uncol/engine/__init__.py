@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from uncol.config import Config
+from uncol.errors import STATUS_DIR_ENV
 
 #: What each rank of ``uncol train --nproc N`` runs: ``python -m torch.distributed.run ... RANK_COMMAND
 #: <uncol arguments>``. A program that registers its own models or methods before calling
@@ -74,9 +76,11 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
         preflight(cfg, Path(out), resume, overwrite, extend)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *RANK_COMMAND, *argv]
-        rc, user_error = _run_filtered(cmd)
-        if rc != 0:
-            raise SystemExit(2 if user_error else rc)
+        with tempfile.TemporaryDirectory(prefix="uncol-ranks-") as status_dir:
+            rc, user_error = _run_filtered(cmd, {**os.environ, STATUS_DIR_ENV: status_dir})
+            statuses = {p.read_text().strip() for p in Path(status_dir).glob("rank*.status")}
+        if rc != 0:  # a rank's failed run (TrainingError) is 1, as in one process; bad input 2
+            raise SystemExit(1 if "1" in statuses else 2 if user_error or "2" in statuses else rc)
         return None
     dist = init_from_env(resolve_device(cfg.train.device).type)
     try:
@@ -87,7 +91,7 @@ def train_entry(cfg: Config, out: Path, resume: bool = False, stages: list[str] 
     return summary if dist.rank == 0 else None
 
 
-def _run_filtered(cmd: list[str]) -> tuple[int, bool]:
+def _run_filtered(cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, bool]:
     """Run the launcher, forwarding its stderr live (progress bars included) with two filters.
 
     torchrun's OMP_NUM_THREADS banner is dropped. Once a rank prints a user error (``error: ...``, exit
@@ -96,7 +100,7 @@ def _run_filtered(cmd: list[str]) -> tuple[int, bool]:
     """
     import re
 
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env)
     assert proc.stderr is not None
     out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
     buf, user_error = b"", False
