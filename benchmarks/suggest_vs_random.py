@@ -29,6 +29,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,33 @@ def bootstrap_ci(x: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, f
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def pick_stats(rows: dict[str, dict], cases: list[str]) -> str:
+    """Mean entropy, disagreement and foreground fraction of ``cases`` (``suggest.csv`` rows) and their subjects."""
+    m = [np.mean([float(rows[c][k]) for c in cases]) for k in ("entropy", "disagreement", "fg_fraction")]
+    subjects = {(re.match(r"^(\d+)_", c) or re.match(r"(.*)", c)).group(1) for c in cases}
+    return f"{m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | {len(subjects)}"
+
+
+def picks_table(a: argparse.Namespace, out: Path, res: dict[int, dict[str, Any]]) -> list[str]:
+    """What each arm labelled: mean entropy, teacher-student disagreement and foreground fraction of its
+    picks (as ``suggest`` scored them with the initial model) against the whole unlabelled pool, and how
+    many subjects the ``k`` picks come from; plus the wall time of ``suggest`` and of each training."""
+    lines = ["| seed | set | entropy | disagreement | fg fraction | subjects | train s |", "|---|---|---|---|---|---|---|"]
+    for s in sorted(res):
+        f = out / f"s{s}" / "suggest" / "suggest.csv"
+        if not f.is_file():
+            continue
+        rows = {r["case"]: r for r in read_ranking(out / f"s{s}")}
+        secs = (out / f"s{s}" / "suggest_s.txt")
+        lines.append(f"| {s} | unlabelled pool ({len(rows)}) | {pick_stats(rows, list(rows))} | suggest: "
+                     f"{secs.read_text().strip() if secs.is_file() else '–'} |")
+        for arm in a.arms:
+            pf = out / f"s{s}" / arm / "picked.json"
+            if pf.is_file() and arm in res[s]:
+                lines.append(f"| {s} | {arm} | {pick_stats(rows, json.loads(pf.read_text()))} | {res[s][arm]['train_s']:.0f} |")
+    return lines
+
+
 def report(a: argparse.Namespace) -> str:
     out = Path(a.out)
     res: dict[int, dict[str, Any]] = {}
@@ -224,6 +252,7 @@ def report(a: argparse.Namespace) -> str:
                      f"losses {int((x < 0).sum())} → {verdict}")
         summary[f"suggested_minus_{other}"] = {"mean": float(x.mean()), "ci95": [lo, hi], "pairs": len(x),
                                                 "per_seed": per_seed}
+    lines += ["", *picks_table(a, out, res)]
     text = "\n".join(lines) + "\n"
     if a.tables:
         t = Path(a.tables)
