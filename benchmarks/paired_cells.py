@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from suggest_vs_random import bootstrap_ci  # one bootstrap for both benchmark readings (same folder)
 
 
 def load(out: Path, row: str, ratio: str) -> dict[int, dict]:
@@ -27,12 +28,6 @@ def load(out: Path, row: str, ratio: str) -> dict[int, dict]:
             cells[int(d.name[1:])] = {"dice": met["mean"]["dice"], "wall": wall,
                                       "per_case": {c["case"]: c["mean"]["dice"] for c in met["per_case"]}}
     return cells
-
-
-def bootstrap_ci(x: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n, len(x)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def main() -> None:
