@@ -437,6 +437,38 @@ def test_stage2_weights_the_pseudo_labelled_part_as_bcp(tmp_path: Path, monkeypa
     assert out.loss.item() == pytest.approx(mix_loss(z, y, gt, pl, u_weight=0.5).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("pairs", ["halves", "all"])
+def test_stage2_mixes_the_pairs_of_the_authors_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pairs: str) -> None:
+    """halves (default; the authors' code and BCP's): x_in = mix(l_a, u_a), x_out = mix(u_b, l_b) with a/b the
+    first/second half of each stream, so the student sees labeled_bs mixed images; all: every pair both ways."""
+    import uncol.methods.uncol as mod
+    from uncol.data.sampler import Batch
+
+    masks, seen, targets = [], [], []
+    real_mask, real_sup = mod.bcp_mask, mod.sup_loss
+    monkeypatch.setattr(mod, "bcp_mask", lambda *a, **k: masks.append(real_mask(*a, **k)) or masks[-1])
+    monkeypatch.setattr(mod, "sup_loss", lambda z, y, mask=None, parts=None: targets.append((y, mask))
+                        or real_sup(z, y, mask, parts))
+    m = _knowledge_method(tmp_path, stage2_pairs=pairs)
+    m.begin_stage("stage2")
+    real_ff = m.student.forward_features
+    m.student.forward_features = lambda x, *a, **k: seen.append(x) or real_ff(x, *a, **k)
+    g = torch.Generator().manual_seed(7)
+    xl, xu = torch.randn(4, 1, 32, 32, generator=g), torch.randn(4, 1, 32, 32, generator=g)
+    yl = torch.zeros(4, 32, 32, dtype=torch.long)
+    yl[:, 6:22, 9:25] = 1
+    out = m.train_step(Batch(labeled={"image": xl, "label": yl}, unlabeled={"image": xu}), 1, 2)
+    assert torch.isfinite(out.loss) and "vis" in out.parts
+    k = masks[0]  # True: the labelled image in x_in
+    a, b = ([0, 1], [2, 3]) if pairs == "halves" else ([0, 1, 2, 3], [0, 1, 2, 3])
+    (x_mix,) = seen
+    assert torch.equal(x_mix, torch.cat([torch.where(k, xl[a], xu[a]), torch.where(k, xu[b], xl[b])]))
+    (y_mix, gt), _ = targets
+    n = len(a)
+    assert torch.equal(gt, torch.cat([k.expand(n, -1, -1), ~k.expand(n, -1, -1)]))
+    assert torch.equal(y_mix[gt], torch.cat([yl[a][k.expand(n, -1, -1)], yl[b][~k.expand(n, -1, -1)]]))
+
+
 def test_authors_g_probabilities_option_trains(tmp_path: Path) -> None:
     m = _method(2, tmp_path, g_probs="authors", normalized_entropy=True)
     m.begin_stage("stage2")

@@ -181,27 +181,32 @@ class Uncol(Method):
                     g_l = self._decode(emb_l, yl, self.cfg.teacher.box_jitter_px, outputs=("fused",))
             pl = fuse(p_g, p_s, tau, mode=p.pseudo_label if self.teacher is not None else "s_only",  # 2. UAPL
                       normalize_entropy=p.normalized_entropy)
-        # 3. bidirectional copy-paste with one mask K (True: from the labelled image in x_in)
+        # 3. bidirectional copy-paste with one mask K (True: from the labelled image in x_in); x_in pairs the
+        # images ``a`` of both streams, x_out the images ``b`` (stage2_pairs: halves, or all pairs both ways)
         k = bcp_mask(tuple(xl.shape[2:]), p.bcp_ratio, self._gen).to(xl.device)
-        x_mix = torch.cat([mix(xl, xu, k, spatial_dims=nd), mix(xu, xl, k, spatial_dims=nd)])
-        y_mix = torch.cat([mix(yl, pl.label, k, spatial_dims=nd), mix(pl.label, yl, k, spatial_dims=nd)])
+        a, b = (i.to(xl.device) for i in stage2_pairs(xl.shape[0], p.stage2_pairs))
+
+        def both_ways(lab: Tensor, unl: Tensor, kk: Tensor) -> Tensor:
+            return torch.cat([mix(lab[a], unl[a], kk, spatial_dims=nd), mix(unl[b], lab[b], kk, spatial_dims=nd)])
+
+        x_mix, y_mix = both_ways(xl, xu, k), both_ways(yl, pl.label, k)
         kb = k.expand_as(pl.mask)
-        gt_region = torch.cat([kb, ~kb])  # where the pixel came from the labelled image
-        pl_region = torch.cat([~kb & pl.mask, kb & pl.mask])  # confident pseudo-labelled pixels
+        gt_region = torch.cat([kb[a], ~kb[b]])  # where the pixel came from the labelled image
+        pl_region = torch.cat([~kb[a] & pl.mask[a], kb[b] & pl.mask[b]])  # confident pseudo-labelled pixels
         # 4. student (adapter key/value per stage2_knowledge), 5. losses
-        out = self._stage2_student(x_mix, s_out, g_l, tuple(xl.shape[2:]))
+        out = self._stage2_student(x_mix, s_out, g_l, tuple(xl.shape[2:]), a, b)
         l_sup, l_pl = sup_loss(out.logits, y_mix, gt_region), sup_loss(out.logits, y_mix, pl_region)
         loss = l_sup + p.beta * l_pl  # = losses.segmentation.mix_loss(..., u_weight=beta), BCP's weighting
         parts = {"sup": l_sup.item(), "pseudo": l_pl.item(), "tau": float(tau), "pl_coverage": pl.mask.float().mean().item()}
         if emb_l is not None and p.visual_distill:
-            vis = [torch.cat([mix(a, b, _resize(k, a), nd), mix(b, a, _resize(k, a), nd)])
-                   for a, b in zip(emb_l.visual, emb_u.visual)]
+            vis = [both_ways(fl, fu, _resize(k, fl)) for fl, fu in zip(emb_l.visual, emb_u.visual)]
             l_vis = _part(parts, "vis", self._visual(out.vit_tokens, vis, out.grid))
             loss = loss + p.lambda_max * sigmoid_rampup(it, total) * l_vis
         return StepOutput(loss, {"loss": loss.item(), **parts})
 
-    def _stage2_student(self, x_mix: Tensor, s_out: Any, g_l: Any, size: tuple[int, ...]) -> Any:
-        """The student on the mixed batch ``x_mix (2B, C, *S)``, its adapter fed per ``stage2_knowledge``."""
+    def _stage2_student(self, x_mix: Tensor, s_out: Any, g_l: Any, size: tuple[int, ...], a: Tensor, b: Tensor) -> Any:
+        """The student on the mixed batch ``x_mix`` (x_in from the pairs ``a``, x_out from ``b``), its adapter fed
+        per ``stage2_knowledge``."""
         if self.params.stage2_knowledge == "own":
             return self.student.forward_features(x_mix)
         if self.params.stage2_knowledge == "ema" or g_l is None:
@@ -209,8 +214,9 @@ class Uncol(Method):
                 s_mix = self.ema.module.forward_features(x_mix).vit_tokens[-1]
             return self.student.forward_features(x_mix, vit_knowledge=s_mix)
         know_l = resample_tokens(g_l.fused, self.student.token_grid(size), src_grid=g_l.fused_grid)
-        return self.student.forward_features(x_mix, teacher_knowledge=torch.cat([know_l, know_l]),
-                                             vit_knowledge=torch.cat([s_out.vit_tokens[-1]] * 2))
+        s_tok = s_out.vit_tokens[-1]
+        return self.student.forward_features(x_mix, teacher_knowledge=torch.cat([know_l[a], know_l[b]]),
+                                             vit_knowledge=torch.cat([s_tok[a], s_tok[b]]))
 
     # -- pieces ----------------------------------------------------------------------------------------
     def _decode(self, emb: Any, masks: Tensor, jitter: float, ent: Tensor | None = None,
@@ -233,6 +239,19 @@ class Uncol(Method):
             return F.mse_loss(self.student.own_knowledge(out.vit_tokens[-1], grid), out.knowledge)
         return semantic_distill_loss(out.vit_tokens[-1], know, grid, self.sem_proj, grid)
 
+
+
+def stage2_pairs(batch: int, pairs: str) -> tuple[Tensor, Tensor]:
+    """Indices ``(a, b)`` of the labelled/unlabelled images mixed into x_in (``a``) and x_out (``b``).
+
+    ``halves`` (the authors' code and BCP's): ``a`` = the first half of each stream, ``b`` = the second half, so
+    the student sees ``batch`` mixed images and every image is mixed once (one image per stream: itself both ways);
+    ``all`` (earlier default, ours): every pair both ways, ``2 * batch`` mixed images."""
+    n = batch // 2
+    if pairs == "all" or n == 0:
+        idx = torch.arange(batch)
+        return idx, idx
+    return torch.arange(n), torch.arange(n, 2 * n)
 
 
 def _part(parts: dict[str, float], name: str, value: Tensor) -> Tensor:

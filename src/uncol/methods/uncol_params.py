@@ -16,6 +16,9 @@ class UncolParams:
     copy_paste_ratio: float = 0.6  # paper: 60 % of the grid
     copy_paste_grid: int = 4  # ours: 4x4 (2D) / 4x4x4 (3D)
     bcp_ratio: float = 2.0 / 3.0  # paper (BCP)
+    # authors' code and BCP's: halves = X_in from the first halves of the labelled and unlabelled streams, X_out
+    # from the second halves (the student sees labeled_bs mixed images); all = every pair both ways (2 x labeled_bs)
+    stage2_pairs: Literal["halves", "all"] = "halves"
     visual_distill: bool = True  # paper: DPKD visual path (ablation switch)
     semantic_distill: bool = True  # paper: DPKD semantic path, stage 1 only (ablation switch)
     # authors' code: adapter = MSE(own key/value, G's projected tokens); teacher = SPEC eq. 2 (phi_sem projector)
