@@ -1,6 +1,7 @@
 """Issue 15: the step-cost savings change no number. A few UnCoL steps with the real LiteMedSAM teacher,
 once as the code runs now and once with every saving undone (the decoder computes probabilities and
-fused tokens for every call, logits go through MedSAM's two bilinear resizes, every output head runs);
+fused tokens for every call, logits go through MedSAM's two bilinear resizes, every output head runs, the
+two-way transformer gets NCHW-contiguous maps, hard labels come from argmax);
 losses and updated weights agree to float tolerance. (The feature cache in memory holds the very tensors
 its files hold: tests/teachers/test_cache.py.)"""
 from __future__ import annotations
@@ -11,8 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import uncol.methods  # noqa: F401
+import uncol.methods
+import uncol.methods.uncol as uncol_method
 from uncol.models.student import UncolStudent
+from uncol.pseudo import uapl
 from uncol.teachers import sam2d
 from uncol.teachers.base import OUTPUTS, TeacherEmbedding
 
@@ -33,6 +36,21 @@ def _undo_savings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sam2d.SamTeacher2D, "decode", decode_everything)
     monkeypatch.setattr(sam2d.SamTeacher2D, "_logits_to_image", two_resizes)
     monkeypatch.setattr(UncolStudent, "mean_head", lambda self, dec: torch.stack([h(dec) for h in self.heads]).mean(0))
+
+    def plain_mask_decoder(decoder, image_emb, image_pe, sparse, dense, masks=True):  # contiguous NCHW inputs
+        n, c, h, w = image_emb.shape
+        out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+        hs, keys = decoder.transformer(image_emb + dense, image_pe.expand(n, -1, -1, -1), tokens)
+        if not masks:
+            return None, keys
+        up = decoder.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
+        hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])
+        return (hyper.unsqueeze(1) @ up.flatten(2)).view(n, 1, *up.shape[2:]), keys
+
+    monkeypatch.setattr(sam2d, "run_mask_decoder", plain_mask_decoder)
+    for mod in (uncol_method, uapl):  # argmax over the class axis instead of max(dim).indices
+        monkeypatch.setattr(mod, "hard_label", lambda x, dim=1: x.argmax(dim))
 
 
 def _synthetic_encode(images: torch.Tensor) -> TeacherEmbedding:

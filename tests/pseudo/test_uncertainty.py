@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from uncol.pseudo.uncertainty import (
     energy_score,
     entropy,
+    hard_label,
     kl_divergence,
     max_probability,
     mc_mutual_information,
@@ -44,3 +46,14 @@ def test_mc_measures() -> None:
     same = torch.tensor([[0.3, 0.7], [0.3, 0.7]]).view(2, 1, 2, 1)
     torch.testing.assert_close(mc_mutual_information(same), torch.zeros(1, 1))
     torch.testing.assert_close(mc_variance(same), torch.zeros(1, 1))
+
+
+@pytest.mark.parametrize("shape,dim", [((2, 2, 17, 19), 1), ((3, 4, 5, 6, 7), 1), ((3, 9, 11), 0), ((2, 5), 1)])
+def test_hard_label_is_argmax_first_maximum_on_ties(shape: tuple[int, ...], dim: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.softmax(torch.randn(shape, generator=g), dim=dim)
+    ties = torch.randint(0, 3, shape, generator=g).float()  # many exact ties between classes
+    for t in (x, ties, torch.full(shape, 0.5)):
+        got = hard_label(t, dim=dim)
+        assert got.dtype == torch.int64 and torch.equal(got, t.argmax(dim=dim))
+    assert torch.equal(hard_label(torch.full(shape, 0.5), dim=dim), torch.zeros_like(hard_label(x, dim=dim)))

@@ -112,6 +112,25 @@ def test_decode_computes_only_the_outputs_asked_for(litemedsam, encoded) -> None
     assert torch.equal(probs.probs[1, 0], torch.ones(200, 300))  # unprompted image: background, no decoder run
 
 
+def test_mask_decoder_run_equals_the_official_predict_masks(litemedsam, encoded) -> None:
+    """Issue 15: run_mask_decoder feeds the two-way transformer channels-last maps (faster token-wise adds);
+    its mask logits and image tokens equal segment_anything's own MaskDecoder.predict_masks / transformer."""
+    from uncol.teachers.sam2d import run_mask_decoder
+
+    _, _, emb = encoded
+    dec, pe = litemedsam.mask_decoder, litemedsam.prompt_encoder.get_dense_pe()
+    boxes = torch.tensor([[60.0, 40.0, 190.0, 170.0], [20.0, 30.0, 120.0, 110.0]])
+    with torch.no_grad():
+        sparse, dense = litemedsam.prompt_encoder(points=None, boxes=boxes, masks=None)
+        for i in range(2):
+            ours, keys = run_mask_decoder(dec, emb.embedding[i:i + 1], pe, sparse[i:i + 1], dense[i:i + 1])
+            masks, _ = dec.predict_masks(emb.embedding[i:i + 1], pe, sparse[i:i + 1], dense[i:i + 1])
+            tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight])[None]
+            _, ref_keys = dec.transformer(emb.embedding[i:i + 1] + dense[i:i + 1], pe, torch.cat([tokens, sparse[i:i + 1]], 1))
+            assert torch.allclose(ours, masks[:, :1], rtol=1e-5, atol=1e-4) and torch.allclose(keys, ref_keys, rtol=0, atol=1e-6)
+            assert ours.abs().max() > 1  # real logits, not an empty comparison
+
+
 @pytest.mark.parametrize("size,out_size", [((200, 300), (200, 300)), ((200, 300), (64, 96)), ((128, 128), (128, 128))])
 def test_logits_to_image_equals_upsample_crop_resize(litemedsam, size, out_size) -> None:
     """The separable matrices give what MedSAM's two bilinear resizes give (to float rounding)."""

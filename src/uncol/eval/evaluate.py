@@ -24,6 +24,7 @@ from uncol.eval.loading import check_image_ndim, load_predictor, model_from_chec
 from uncol.eval.metrics import MetricAccumulator
 from uncol.eval.outputs import output_names, refuse_collisions, refuse_overlap
 from uncol.eval.predict import collect_inputs, predict_paths
+from uncol.pseudo.uncertainty import hard_label
 from uncol.runtime import atomic_write_json, check_out_dir, resolve_device, staged_output_dir
 
 __all__ = ["checkpoint_and_cases", "collect_inputs", "evaluate_cases", "evaluate_checkpoint", "load_predictor",
@@ -46,7 +47,7 @@ def evaluate_cases(model: nn.Module, spec: Any, case_ids: list[str], cfg: Config
         if case.label is None:
             raise DataError(f"case {cid!r} has no label file; evaluate needs labelled cases (use predict instead)")
         probs = predict_probs(model, case.image, cfg, device)
-        pred = probs.argmax(0).numpy().astype(np.int64)
+        pred = hard_label(probs, dim=0).numpy().astype(np.int64)
         acc.update(cid, pred, np.asarray(case.label), case.spacing)
         if pred_dir is not None:
             stem, ext, _ = output_names(Path(case.volume.path))

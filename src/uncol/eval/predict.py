@@ -24,7 +24,7 @@ from uncol.errors import DataError
 from uncol.eval.inference import predict_probs
 from uncol.eval.loading import check_image_ndim, load_predictor
 from uncol.eval.outputs import planned_outputs, refuse_collisions, refuse_overlap
-from uncol.pseudo.uncertainty import entropy
+from uncol.pseudo.uncertainty import entropy, hard_label
 from uncol.runtime import check_out_dir, resolve_device, staged_output_dir
 
 
@@ -85,7 +85,7 @@ def predict_paths(checkpoint: str | Path, inputs: list[Path], output: str | Path
             vol, img = _read(path, cfg, meta, checkpoint)
             probs = predict_probs(model, img, cfg, dev)
             rel = planned_outputs(path, uncertainty, n_prob)
-            write_like(probs.argmax(0).numpy().astype(np.uint8), vol, stage / rel[0], labels=labels,
+            write_like(hard_label(probs, dim=0).numpy().astype(np.uint8), vol, stage / rel[0], labels=labels,
                        png_values=png_values)
             maps = ([entropy(probs.unsqueeze(0), dim=1)[0]] if uncertainty else []) + list(probs[:n_prob])
             for r, m in zip(rel[1:], maps):

@@ -36,6 +36,7 @@ from uncol.errors import ConfigError
 from uncol.losses.segmentation import mix_loss
 from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOutput
 from uncol.methods.mean_teacher import stochastic
+from uncol.pseudo.uncertainty import hard_label
 from uncol.teachers.ema import EMA
 
 
@@ -94,7 +95,7 @@ class BCP(Method):
         teacher = self.ema.module
         ctx = stochastic(teacher) if self.params.teacher_train_mode else contextlib.nullcontext()
         with ctx:
-            label = teacher(xu).argmax(dim=1)
+            label = hard_label(teacher(xu))
         if self.params.largest_component:
             from uncol.pseudo.uapl import largest_component
 

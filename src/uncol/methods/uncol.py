@@ -27,7 +27,7 @@ from uncol.methods.base import METHODS, Method, MethodContext, StagePlan, StepOu
 from uncol.methods.uncol_params import UncolParams
 from uncol.models.batchnorm import recalibrate_batchnorm, update_batchnorm
 from uncol.pseudo.uapl import authors_probs, fuse, largest_component
-from uncol.pseudo.uncertainty import entropy
+from uncol.pseudo.uncertainty import entropy, hard_label
 from uncol.schedules import sigmoid_rampup, uapl_threshold
 from uncol.teachers.bank import FusedTokenBank
 from uncol.teachers.ema import EMA
@@ -167,7 +167,7 @@ class Uncol(Method):
                 update_batchnorm(self.ema.module, torch.cat([xl, xu]))
             s_out = self.ema.module.forward_features(xu)
             p_s = torch.softmax(s_out.logits.float(), dim=1)
-            s_label = largest_component(p_s.argmax(1), self.num_classes) if p.largest_component else p_s.argmax(1)
+            s_label = largest_component(hard_label(p_s), self.num_classes) if p.largest_component else hard_label(p_s)
             p_g, emb_l, emb_u, g_l = p_s, None, None, None
             if self.teacher is not None:
                 emb_u = self.teacher.encode_part(batch.unlabeled)
@@ -184,7 +184,7 @@ class Uncol(Method):
         # 3. bidirectional copy-paste with one mask K (True: from the labelled image in x_in); x_in pairs the
         # images ``a`` of both streams, x_out the images ``b`` (stage2_pairs: halves, or all pairs both ways)
         k = bcp_mask(tuple(xl.shape[2:]), p.bcp_ratio, self._gen).to(xl.device)
-        a, b = (i.to(xl.device) for i in stage2_pairs(xl.shape[0], p.stage2_pairs))
+        a, b = stage2_pairs(xl.shape[0], p.stage2_pairs)
 
         def both_ways(lab: Tensor, unl: Tensor, kk: Tensor) -> Tensor:
             return torch.cat([mix(lab[a], unl[a], kk, spatial_dims=nd), mix(unl[b], lab[b], kk, spatial_dims=nd)])
@@ -204,7 +204,7 @@ class Uncol(Method):
             loss = loss + p.lambda_max * sigmoid_rampup(it, total) * l_vis
         return StepOutput(loss, {"loss": loss.item(), **parts})
 
-    def _stage2_student(self, x_mix: Tensor, s_out: Any, g_l: Any, size: tuple[int, ...], a: Tensor, b: Tensor) -> Any:
+    def _stage2_student(self, x_mix: Tensor, s_out: Any, g_l: Any, size: tuple[int, ...], a: slice, b: slice) -> Any:
         """The student on the mixed batch ``x_mix`` (x_in from the pairs ``a``, x_out from ``b``), its adapter fed
         per ``stage2_knowledge``."""
         if self.params.stage2_knowledge == "own":
@@ -241,17 +241,17 @@ class Uncol(Method):
 
 
 
-def stage2_pairs(batch: int, pairs: str) -> tuple[Tensor, Tensor]:
-    """Indices ``(a, b)`` of the labelled/unlabelled images mixed into x_in (``a``) and x_out (``b``).
+def stage2_pairs(batch: int, pairs: str) -> tuple[slice, slice]:
+    """Batch slices ``(a, b)`` of the labelled/unlabelled images mixed into x_in (``a``) and x_out (``b``)
+    (slices, so that selecting them copies nothing).
 
     ``halves`` (the authors' code and BCP's): ``a`` = the first half of each stream, ``b`` = the second half, so
     the student sees ``batch`` mixed images and every image is mixed once (one image per stream: itself both ways);
     ``all`` (earlier default, ours): every pair both ways, ``2 * batch`` mixed images."""
     n = batch // 2
     if pairs == "all" or n == 0:
-        idx = torch.arange(batch)
-        return idx, idx
-    return torch.arange(n), torch.arange(n, 2 * n)
+        return slice(None), slice(None)
+    return slice(0, n), slice(n, 2 * n)
 
 
 def _part(parts: dict[str, float], name: str, value: Tensor) -> Tensor:

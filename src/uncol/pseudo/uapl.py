@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from uncol.pseudo.uncertainty import entropy
+from uncol.pseudo.uncertainty import entropy, hard_label
 from uncol.registry import Registry
 
 __all__ = ["FUSION_MODES", "PseudoLabel", "authors_probs", "fuse", "largest_component"]
@@ -79,13 +79,13 @@ def _fuse_uapl(p_g: Tensor | None, p_s: Tensor, tau: Threshold, normalize: bool)
     only_g = (m_g & ~m_s).unsqueeze(1)
     only_s = (m_s & ~m_g).unsqueeze(1)
     probs = torch.where(only_g, p_g, torch.where(only_s, p_s, both))
-    return PseudoLabel(label=probs.argmax(dim=1), mask=m_g | m_s, probs=probs)
+    return PseudoLabel(label=hard_label(probs), mask=m_g | m_s, probs=probs)
 
 
 @FUSION_MODES.register("s_only")
 def _fuse_s_only(p_g: Tensor | None, p_s: Tensor, tau: Threshold, normalize: bool) -> PseudoLabel:
     u_s = entropy(p_s, normalized=normalize)
-    return PseudoLabel(label=p_s.argmax(dim=1), mask=u_s < _tau(tau, u_s), probs=p_s)
+    return PseudoLabel(label=hard_label(p_s), mask=u_s < _tau(tau, u_s), probs=p_s)
 
 
 @FUSION_MODES.register("avg")
@@ -96,7 +96,7 @@ def _fuse_avg(p_g: Tensor | None, p_s: Tensor, tau: Threshold, normalize: bool) 
         raise ValueError(f"p_g {tuple(p_g.shape)} and p_s {tuple(p_s.shape)} must have the same shape")
     probs = 0.5 * (p_g.to(p_s.dtype) + p_s)
     u = entropy(probs, normalized=normalize)
-    return PseudoLabel(label=probs.argmax(dim=1), mask=u < _tau(tau, u), probs=probs)
+    return PseudoLabel(label=hard_label(probs), mask=u < _tau(tau, u), probs=probs)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from torch import Tensor
 __all__ = [
     "energy_score",
     "entropy",
+    "hard_label",
     "kl_divergence",
     "max_probability",
     "mc_mutual_information",
@@ -24,6 +25,16 @@ __all__ = [
 
 def _norm(num_classes: int) -> float:
     return math.log(num_classes) if num_classes > 1 else 1.0
+
+
+def hard_label(scores: Tensor, dim: int = 1) -> Tensor:
+    """The class of highest score along ``dim`` (``(B, K, *S) -> (B, *S)``, int64), as ``scores.argmax(dim)``:
+    the first maximal class wins ties (``torch.max`` and ``torch.argmax`` both document it).
+
+    ``torch.max(dim).indices`` gives the same indices ~20x faster on CPU than ``argmax`` when ``dim`` is not the
+    last axis (measured at ``(2, 2, 256, 256)``, one thread: 1 ms vs 25 ms; issue 15), which is the class axis of
+    every segmentation output."""
+    return scores.max(dim=dim).indices
 
 
 def entropy(p: Tensor, dim: int = 1, normalized: bool = False, keepdim: bool = False) -> Tensor:
