@@ -119,3 +119,15 @@ def test_memory_holds_the_latest_entries_up_to_its_bound(fake_teacher, tmp_path)
     off = CachedTeacher(fake_teacher, tmp_path)  # default 0 MB: nothing held
     off.encode(x[:1])
     assert off.cache._held == 0 and not off.cache._memory
+
+
+def test_fill_encodes_only_missing_images_and_does_not_read_filled_entries(fake_teacher, tmp_path) -> None:
+    x = _images(3)
+    CachedTeacher(fake_teacher, tmp_path).fill(iter(x[:2]), progress=False)
+    assert fake_teacher.encode_calls == 2
+    t = CachedTeacher(fake_teacher, tmp_path)  # a new run over the same folder
+    t.fill(iter(x), progress=False)
+    assert fake_teacher.encode_calls == 3 and t.cache.misses == 1 and t.cache.hits == 0  # two files not read
+    assert t.cache.has(image_hash(x[0])) and not t.cache.has(image_hash(_images(1, seed=9)[0]))
+    emb = t.encode(x)  # a step reads them: the same values as the teacher's, fp16-rounded
+    assert t.cache.hits == 3 and torch.equal(emb.embedding, fake_teacher.encode(x).embedding.half().float())
