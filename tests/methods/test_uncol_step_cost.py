@@ -37,18 +37,7 @@ def _undo_savings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sam2d.SamTeacher2D, "_logits_to_image", two_resizes)
     monkeypatch.setattr(UncolStudent, "mean_head", lambda self, dec: torch.stack([h(dec) for h in self.heads]).mean(0))
 
-    def plain_mask_decoder(decoder, image_emb, image_pe, sparse, dense, masks=True):  # contiguous NCHW inputs
-        n, c, h, w = image_emb.shape
-        out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-        tokens = torch.cat([out_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
-        hs, keys = decoder.transformer(image_emb + dense, image_pe.expand(n, -1, -1, -1), tokens)
-        if not masks:
-            return None, keys
-        up = decoder.output_upscaling(keys.transpose(1, 2).reshape(n, c, h, w))
-        hyper = decoder.output_hypernetworks_mlps[0](hs[:, 1, :])
-        return (hyper.unsqueeze(1) @ up.flatten(2)).view(n, 1, *up.shape[2:]), keys
-
-    monkeypatch.setattr(sam2d, "run_mask_decoder", plain_mask_decoder)
+    monkeypatch.setattr(sam2d, "TRANSFORMER_INPUT_FORMAT", torch.contiguous_format)  # NCHW maps
     for mod in (uncol_method, uapl):  # argmax over the class axis instead of max(dim).indices
         monkeypatch.setattr(mod, "hard_label", lambda x, dim=1: x.argmax(dim))
 

@@ -92,6 +92,13 @@ def bcp_mask(
     return mask.to(device) if device is not None else mask
 
 
+def half_slices(batch: int) -> tuple[slice, slice]:
+    """Batch slices of the first and second half (``batch // 2`` each; the whole batch twice when ``batch == 1``):
+    the streams' halves that BCP's code and the authors' UnCoL code mix with each other."""
+    n = batch // 2
+    return (slice(None), slice(None)) if n == 0 else (slice(0, n), slice(n, 2 * n))
+
+
 def _align(mask: Tensor, a: Tensor, spatial_dims: int | None) -> Tensor:
     """Reshape ``mask`` ``(*S)`` / ``(B, *S)`` / ``a.shape`` so that it broadcasts against ``a``."""
     if spatial_dims is not None:

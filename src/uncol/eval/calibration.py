@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from uncol.pseudo.uncertainty import hard_label
+
 Array = torch.Tensor | np.ndarray
 
 
@@ -35,7 +37,7 @@ def flatten_probs(probs: Array, labels: Array) -> tuple[torch.Tensor, torch.Tens
 
 def prediction_errors(probs: Array, labels: Array) -> torch.Tensor:
     """Bool map ``(B, *S)`` (or ``(N,)``): True where ``argmax_k probs != label`` (the positives below)."""
-    return _t(probs).argmax(1) != _t(labels).long()
+    return hard_label(_t(probs), dim=1) != _t(labels).long()
 
 
 @dataclass(frozen=True)

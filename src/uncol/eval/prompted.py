@@ -30,6 +30,7 @@ from uncol.eval.evaluate import guard_out, split_case_ids
 from uncol.eval.metrics import MetricAccumulator
 from uncol.methods import METHODS
 from uncol.methods.finetune import PromptedModel
+from uncol.pseudo.uncertainty import hard_label
 from uncol.runtime import (
     atomic_write_json,
     load_checkpoint,
@@ -58,7 +59,7 @@ def predict_case(
         prompts = make_prompts(lab[None], num_classes, teacher.prompt_kind, jitter_px=jitter_px,
                                generator=generator, num_pos=num_points)
         _, out = teacher(x, prompts, num_classes)
-        return out.probs.argmax(1)[0].cpu().numpy()
+        return hard_label(out.probs)[0].cpu().numpy()
     if not (teacher.spatial_dims == 2 and image.dim() == 4):
         raise ValueError(f"a {teacher.spatial_dims}D teacher cannot score a case of shape {tuple(image.shape[1:])}")
     vol = image.movedim(slice_axis + 1, 1)  # (C, N, h, w)
@@ -70,7 +71,7 @@ def predict_case(
         x = vol[:, idx].transpose(0, 1)  # (n, C, h, w)
         prompts = [boxes_from_mask(labs[i], num_classes, jitter_px, generator) for i in idx]
         _, out = teacher(x, prompts, num_classes)
-        pred[idx] = out.probs.argmax(1).cpu()
+        pred[idx] = hard_label(out.probs).cpu()
     return pred.movedim(0, slice_axis).numpy()
 
 

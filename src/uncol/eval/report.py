@@ -220,14 +220,14 @@ def _overlays(bits: tuple, metrics: dict[str, Any], outp: Path) -> list[tuple[Pa
     from uncol.data.datasets import load_case
     from uncol.eval.inference import predict_probs
     from uncol.eval.plots import pick_slice, plot_overlay
-    from uncol.pseudo.uncertainty import entropy
+    from uncol.pseudo.uncertainty import entropy, hard_label
 
     model, cfg, spec, dev, _ = bits
     done = []
     for role, cid, dice in pick_cases(metrics):
         case = load_case(spec, cid, cfg.data)
         probs = predict_probs(model, case.image, cfg, dev)
-        pred = probs.argmax(0).numpy()
+        pred = hard_label(probs, dim=0).numpy()
         ent = entropy(probs.unsqueeze(0), dim=1)[0].numpy()
         img = case.image[0].numpy()
         gt = np.asarray(case.label) if case.label is not None else np.zeros_like(pred)

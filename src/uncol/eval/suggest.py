@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from uncol.pseudo.uncertainty import hard_label
+
 COLUMNS = ("rank", "case", "score", "entropy", "disagreement", "sym_kl", "fg_fraction")
 
 
@@ -86,15 +88,15 @@ def score_case(model: Any, teacher: Any, case: Any, cfg: Any, device: torch.devi
     from uncol.eval.inference import predict_probs
 
     probs = predict_probs(model, case.image, cfg, device)
-    mask = probs.argmax(0)
+    mask = hard_label(probs, dim=0)
     row = {"case": case.case, "entropy": mean_entropy(probs), "fg_fraction": float((mask > 0).float().mean()),
            "disagreement": float("nan"), "sym_kl": float("nan")}
     maps = {"image": case.image[0].numpy(), "student": mask.numpy(), "teacher": None}
     if teacher is not None:
         pt = teacher_probs(teacher, case.image.to(device), mask.to(device), k)
-        row["disagreement"] = mask_disagreement(mask.numpy(), pt.argmax(0).numpy(), k)
+        row["disagreement"] = mask_disagreement(mask.numpy(), hard_label(pt, dim=0).numpy(), k)
         row["sym_kl"] = symmetric_kl(probs, pt)
-        maps["teacher"] = pt.argmax(0).numpy()
+        maps["teacher"] = hard_label(pt, dim=0).numpy()
     return row, maps
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from uncol.data.mixing import bcp_mask, mix
+from uncol.data.mixing import bcp_mask, half_slices, mix
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.losses.segmentation import mix_loss
@@ -53,8 +53,8 @@ class BCPParams:
 
 def halves(x: Tensor) -> tuple[Tensor, Tensor]:
     """The first and second half of a batch (``B // 2`` each; the batch itself twice when ``B == 1``)."""
-    n = x.shape[0] // 2
-    return (x, x) if n == 0 else (x[:n], x[n:2 * n])
+    a, b = half_slices(x.shape[0])
+    return x[a], x[b]
 
 
 @METHODS.register("bcp")

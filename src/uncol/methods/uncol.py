@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uncol.data.mixing import bcp_mask, grid_copy_paste_mask, mix
+from uncol.data.mixing import bcp_mask, grid_copy_paste_mask, half_slices, mix
 from uncol.data.sampler import Batch
 from uncol.errors import ConfigError
 from uncol.losses.distill import Projector, resample_tokens, semantic_distill_loss, visual_distill_loss
@@ -242,16 +242,10 @@ class Uncol(Method):
 
 
 def stage2_pairs(batch: int, pairs: str) -> tuple[slice, slice]:
-    """Batch slices ``(a, b)`` of the labelled/unlabelled images mixed into x_in (``a``) and x_out (``b``)
-    (slices, so that selecting them copies nothing).
-
-    ``halves`` (the authors' code and BCP's): ``a`` = the first half of each stream, ``b`` = the second half, so
-    the student sees ``batch`` mixed images and every image is mixed once (one image per stream: itself both ways);
-    ``all`` (earlier default, ours): every pair both ways, ``2 * batch`` mixed images."""
-    n = batch // 2
-    if pairs == "all" or n == 0:
-        return slice(None), slice(None)
-    return slice(0, n), slice(n, 2 * n)
+    """Batch slices ``(a, b)`` of the labelled/unlabelled images mixed into x_in (``a``) and x_out (``b``):
+    ``halves`` (the authors' code and BCP's, :func:`uncol.data.mixing.half_slices`) — the student sees ``batch``
+    mixed images; ``all`` (earlier default, ours) — every pair both ways, ``2 * batch`` mixed images."""
+    return half_slices(batch) if pairs == "halves" else (slice(None), slice(None))
 
 
 def _part(parts: dict[str, float], name: str, value: Tensor) -> Tensor:
