@@ -214,7 +214,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="teacher cache folder (default: a temporary one)")
     ap.add_argument("--rows", nargs="*", default=None,
                     help="only these rows (names as printed, e.g. 'uncol stage 2'); default all. The 3D G token bank "
-                         "row holds every labelled volume's decodes in memory (its fill needed > 13 GB here)")
+                         "row holds every labelled volume's decodes in memory (the first 3D run was OOM-killed at "
+                         "13.2 GiB while filling it)")
     ap.add_argument("--cache-memory-mb", type=float, default=None,
                     help="teacher.cache_memory_mb of the UnCoL rows (default: the config's, 2048 MB per row)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "step_cost"),
